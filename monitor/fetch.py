@@ -1,0 +1,482 @@
+"""HTTP fetching: one httpx client, with every limit of `settings.yaml` enforced on every hop.
+
+What a fetch guarantees, whatever the server does:
+- `timeout` bounds the whole request, first byte to last, redirects included (httpx's read
+  timeout alone would let a server that drips a byte every few seconds hold us forever);
+- the body is decompressed by us, chunk by chunk with a bounded output, and stopped as soon as
+  it passes `max_bytes` (a 200 KB gzip bomb never becomes 200 MB in memory);
+- redirects are followed by us, at most `max_redirects`, each hop checked again;
+- no connection is ever made to a loopback, private, link-local, CGNAT, multicast, reserved or
+  unspecified address, unless the URL's host (or host:port) is allowlisted. The check happens in
+  the network backend on the address actually connected to, so DNS rebinding cannot slip past;
+- at most `concurrency` requests in flight, and at most `per_host` to any one host.
+
+Failures are returned as values (`FetchFailed`) so one bad source never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import ipaddress
+import socket
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
+
+import brotli
+import httpcore
+import httpx
+
+from monitor.config import FetchSettings, format_duration
+from monitor.errors import (
+    FetchError,
+    FetchRefused,
+    FetchTimeout,
+    FetchTooLarge,
+    HttpStatusError,
+    TooManyRedirects,
+    TransportError,
+)
+from monitor.logs import redactor
+from monitor.models import FetchFailed, FetchOk, FetchOutcome, NotModified
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_RETRY_AFTER = timedelta(hours=24)
+MAX_CODINGS = 5  # stacked Content-Encodings
+PIECE = 64 * 1024  # the most one decompression call produces at a time
+# Addresses IPv6 uses to carry IPv4 ones: judged by the IPv4 address inside.
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""host, port -> the IP addresses to try, in order (stubbed in tests)."""
+
+
+class Fetcher(Protocol):
+    """Fetches one URL. Never raises for anything the network or the server does."""
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        previous_hash: str | None = None,
+    ) -> FetchOutcome: ...
+
+
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+# --- the address guard -----------------------------------------------------------------------
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """True for an address on the public internet; False for anything local or special."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return is_public_address(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            return is_public_address(ip.sixtofour)
+        if ip in NAT64:
+            return is_public_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.is_site_local:  # fec0::/10: deprecated, still local, and `is_global` to Python
+            return False
+    return ip.is_global and not (
+        ip.is_multicast or ip.is_unspecified or ip.is_reserved or ip.is_loopback
+    )
+
+
+class AddressPolicy:
+    """Which (host, port, address) connections are allowed."""
+
+    def __init__(self, allow_private: bool, allowlist: Iterable[str]) -> None:
+        self.allow_private = allow_private
+        self.allowlist = frozenset(entry.lower() for entry in allowlist)
+
+    def allowed(self, host: str, port: int, address: IPAddress) -> bool:
+        if self.allow_private or is_public_address(address):
+            return True
+        host = host.lower().strip("[]")
+        return (
+            host in self.allowlist
+            or f"{host}:{port}" in self.allowlist
+            or (f"[{host}]:{port}" in self.allowlist)
+        )
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The system's DNS answer for host (IP literals are returned as they are)."""
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves the host itself, refuses forbidden addresses, connects to a checked address."""
+
+    def __init__(self, policy: AddressPolicy, resolver: Resolver) -> None:
+        self.policy = policy
+        self.resolver = resolver
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if not 0 < port <= 0xFFFF:  # httpx lets "http://host:99999/" through; connect() would raise
+            raise httpcore.ConnectError(f"invalid port {port}")
+        addresses = [ipaddress.ip_address(a) for a in await self.resolver(host, port)]
+        allowed = [a for a in addresses if self.policy.allowed(host, port, a)]
+        if not allowed:
+            shown = ", ".join(str(a) for a in addresses) or "nothing"
+            raise FetchRefused(
+                f"{host}:{port} resolves to {shown}: not a public address "
+                "(add it to fetch.private_network_allowlist to allow it)"
+            )
+        error: Exception | None = None
+        for address in allowed:
+            try:
+                return await self.inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        raise FetchRefused("unix sockets are never fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport (connection pool, exception mapping) over the guarded backend."""
+
+    def __init__(self, backend: GuardedBackend, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        # Same pool httpx builds, with our network backend: the one supported way to control
+        # where connections go (httpcore's `network_backend`), which httpx does not expose.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
+
+
+# --- bounded decompression -------------------------------------------------------------------
+
+
+class BoundedDecoder:
+    """Undoes Content-Encoding chunk by chunk, never producing more than `limit` bytes."""
+
+    def __init__(self, content_encoding: str, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+        # Each coding costs a decompressor: a header listing thousands must not (curl caps at 5).
+        if len(codings) > MAX_CODINGS:
+            raise FetchError(f"more than {MAX_CODINGS} Content-Encodings")
+        # Encodings are listed in the order applied; undo them last first.
+        self.steps = [self._step(c) for c in reversed(codings) if c not in ("identity", "")]
+
+    def _step(self, coding: str) -> Callable[[bytes], Iterator[bytes]]:
+        if coding in ("gzip", "x-gzip"):
+            return _ZlibStep(zlib.MAX_WBITS | 16)
+        if coding == "deflate":
+            return _ZlibStep(zlib.MAX_WBITS, raw_fallback=True)
+        if coding == "br":
+            return _BrotliStep()
+        raise FetchError(f"unsupported Content-Encoding {coding!r}")
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self.pieces(chunk))
+
+    def pieces(self, chunk: bytes) -> Iterator[bytes]:
+        """`chunk` undone, in pieces of at most 64 KB: a highly compressed chunk never has to
+        be held whole, twice, as `feed` holds it."""
+        return self._decode(chunk, 0)
+
+    def _decode(self, data: bytes, index: int) -> Iterator[bytes]:
+        """`data` undone by steps[index:], in small pieces, each counted as it comes: a bomb is
+        stopped one piece past the limit, and no step's leftover is dropped between pieces."""
+        if index == len(self.steps):
+            self.size += len(data)
+            if self.size > self.limit:
+                raise FetchTooLarge(f"body larger than fetch.max_bytes ({self.limit} bytes)")
+            yield data
+            return
+        for piece in self.steps[index](data):
+            yield from self._decode(piece, index + 1)
+
+
+class _ZlibStep:
+    def __init__(self, wbits: int, raw_fallback: bool = False) -> None:
+        self.decompressor = zlib.decompressobj(wbits)
+        self.raw_fallback = raw_fallback  # some servers send raw deflate without the zlib header
+        self.head = b""  # with raw_fallback: the first bytes, until there are enough to judge
+
+    def __call__(self, data: bytes) -> Iterator[bytes]:
+        try:
+            if self.raw_fallback:
+                # A zlib header is 2 bytes: judge on them, however thinly the body arrives.
+                self.head += data
+                if len(self.head) < 2:
+                    return
+                data, self.head, self.raw_fallback = self.head, b"", False
+                try:
+                    zlib.decompressobj(zlib.MAX_WBITS).decompress(data[:2])
+                except zlib.error:
+                    self.decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+            while True:
+                out = self.decompressor.decompress(data, PIECE)
+                data = self.decompressor.unconsumed_tail
+                if out:
+                    yield out
+                if len(out) < PIECE:  # input used up (a full piece may have more behind it)
+                    return
+        except zlib.error as exc:
+            raise FetchError(f"corrupt compressed body: {exc}") from exc
+
+
+class _BrotliStep:
+    def __init__(self) -> None:
+        self.decompressor = brotli.Decompressor()
+
+    def __call__(self, data: bytes) -> Iterator[bytes]:
+        try:
+            # Output stops only at the limit, so an empty answer means all input is used up
+            # (`can_accept_more_data()` says True even while output is still pending).
+            out = self.decompressor.process(data, output_buffer_limit=PIECE)
+            while out:
+                yield out
+                out = self.decompressor.process(b"", output_buffer_limit=PIECE)
+        except brotli.error as exc:
+            raise FetchError(f"corrupt brotli body: {exc}") from exc
+
+
+# --- Retry-After -----------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
+    """Retry-After as seconds or an HTTP date -> when to come back, capped at 24 hours."""
+    if not value:
+        return None
+    value = value.strip()
+    when: datetime | None
+    if value.isascii() and value.isdigit():
+        # Over 9 digits is past the cap anyway, and int() or timedelta() would raise on it.
+        digits = value.lstrip("0") or "0"
+        when = now + (MAX_RETRY_AFTER if len(digits) > 9 else timedelta(seconds=int(digits)))
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return max(now, min(when, now + MAX_RETRY_AFTER))
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+class HttpFetcher:
+    """The monitor's one HTTP client. Use as `async with HttpFetcher(settings) as fetcher:`."""
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        *,
+        resolver: Resolver = system_resolver,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.policy = AddressPolicy(
+            settings.allow_private_networks, settings.private_network_allowlist
+        )
+        limits = httpx.Limits(
+            max_connections=settings.concurrency,
+            max_keepalive_connections=settings.concurrency,
+        )
+        self.client = httpx.AsyncClient(
+            transport=GuardedTransport(GuardedBackend(self.policy, resolver), limits),
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(settings.timeout.total_seconds()),
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept-Encoding": "gzip, deflate, br",
+            },
+            event_hooks={"response": [_check_redirect]},
+        )
+        self._in_flight = asyncio.Semaphore(settings.concurrency)
+        self._per_host: dict[str, asyncio.Semaphore] = {}
+
+    async def __aenter__(self) -> HttpFetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        previous_hash: str | None = None,
+    ) -> FetchOutcome:
+        """GET `url` within every limit; a failure comes back as `FetchFailed`, never raised."""
+        try:
+            async with asyncio.timeout(self.settings.timeout.total_seconds()):
+                return await self._follow(url, etag, last_modified, previous_hash)
+        except TimeoutError:
+            return self._failed(
+                url,
+                FetchTimeout(
+                    f"no complete answer within fetch.timeout "
+                    f"({format_duration(self.settings.timeout)})"
+                ),
+            )
+        except FetchError as exc:
+            return self._failed(url, exc)
+        except httpx.TimeoutException as exc:
+            return self._failed(url, FetchTimeout(f"timed out: {type(exc).__name__}"))
+        except (httpx.TransportError, httpx.InvalidURL, httpx.DecodingError) as exc:
+            return self._failed(url, TransportError(_describe_transport_error(exc)))
+
+    async def _follow(
+        self, url: str, etag: str | None, last_modified: str | None, previous_hash: str | None
+    ) -> FetchOutcome:
+        visited = [url]
+        current = url
+        for _hop in range(self.settings.max_redirects + 1):
+            _check_scheme(current)
+            headers = {}
+            # Validators belong to the URL they came from: only sent on the first hop.
+            if current == url and etag:
+                headers["If-None-Match"] = etag
+            if current == url and last_modified:
+                headers["If-Modified-Since"] = last_modified
+            async with (
+                self._slot(current),
+                self.client.stream("GET", current, headers=headers) as response,
+            ):
+                location = response.headers.get("location")
+                if response.status_code in REDIRECT_STATUSES and location:
+                    current = _redirect_target(current, location)
+                    if current in visited:
+                        raise TooManyRedirects(f"redirect loop back to {current}")
+                    visited.append(current)
+                    continue
+                return await self._complete(url, current, response, previous_hash)
+        raise TooManyRedirects(f"more than {self.settings.max_redirects} redirects")
+
+    async def _complete(
+        self, url: str, final_url: str, response: httpx.Response, previous_hash: str | None
+    ) -> FetchOutcome:
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        etag, last_modified = headers.get("etag"), headers.get("last-modified")
+        if response.status_code == 304:
+            return NotModified(url, etag, last_modified)
+        if response.status_code >= 400 or response.status_code < 200:
+            retry_after = parse_retry_after(headers.get("retry-after"), self.clock())
+            raise HttpStatusError(response.status_code, retry_after=retry_after)
+        body = await self._read_body(response, headers)
+        if previous_hash is not None and body_hash(body) == previous_hash:
+            return NotModified(url, etag, last_modified)
+        return FetchOk(url, final_url, response.status_code, headers, body, etag, last_modified)
+
+    async def _read_body(self, response: httpx.Response, headers: dict[str, str]) -> bytes:
+        limit = self.settings.max_bytes
+        encoding = headers.get("content-encoding", "")
+        declared = headers.get("content-length", "")
+        if not encoding and declared.isdigit() and int(declared) > limit:
+            raise FetchTooLarge(
+                f"Content-Length {declared} is over fetch.max_bytes ({limit} bytes)"
+            )
+        decoder = BoundedDecoder(encoding, limit)
+        # BytesIO hands its own buffer to getvalue(): a body of max_bytes costs about max_bytes,
+        # where a list of parts joined at the end held it twice.
+        body = io.BytesIO()
+        async for chunk in response.aiter_raw():
+            for piece in decoder.pieces(chunk):
+                body.write(piece)
+        return body.getvalue()
+
+    @asynccontextmanager
+    async def _slot(self, url: str) -> AsyncIterator[None]:
+        """Hold a per-host and a global place for the duration of one request."""
+        host = (urlsplit(url).hostname or "").lower()
+        per_host = self._per_host.setdefault(host, asyncio.Semaphore(self.settings.per_host))
+        # Per-host first: a request waiting for its host must not sit on a global place.
+        async with per_host, self._in_flight:
+            yield
+
+    def _failed(self, url: str, error: FetchError) -> FetchFailed:
+        kind = {
+            FetchTimeout: "timeout",
+            FetchTooLarge: "too_large",
+            FetchRefused: "refused",
+            TooManyRedirects: "redirects",
+            HttpStatusError: "http",
+            TransportError: "transport",
+        }.get(type(error), "error")
+        status = error.status if isinstance(error, HttpStatusError) else None
+        # Errors may quote URLs (a redirect loop's, a refused hop's), and a URL may carry a
+        # secret; the error is stored and shown in `monitor sources`, the digest and notices.
+        return FetchFailed(url, redactor.scrub(str(error)), kind, status, error.retry_after)
+
+
+def _check_scheme(url: str) -> None:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise FetchRefused(f"refusing to fetch a {scheme or 'scheme-less'} URL: {url[:100]}")
+
+
+async def _check_redirect(response: httpx.Response) -> None:
+    """Judges a redirect's Location before httpx parses it for its own `next_request`: httpx
+    rejects `javascript:`/`data:` targets as invalid URLs, which would hide the refusal."""
+    location = response.headers.get("location")
+    if response.status_code in REDIRECT_STATUSES and location:
+        _check_scheme(_redirect_target(str(response.request.url), location))
+
+
+def _redirect_target(current: str, location: str) -> str:
+    try:
+        return urljoin(current, location.strip())
+    except ValueError as exc:  # e.g. "http://[oops": urllib cannot even split it
+        raise TransportError(f"bad redirect Location {location[:100]!r}: {exc}") from exc
+
+
+def _describe_transport_error(exc: Exception) -> str:
+    cause = exc.__cause__ or exc.__context__
+    detail = str(exc) or (str(cause) if cause else "") or type(exc).__name__
+    return f"{type(exc).__name__}: {detail}"[:300]

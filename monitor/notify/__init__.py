@@ -1,0 +1,1 @@
+"""Telling people: routing to destinations, the outbox delivery loop, and the notifiers."""

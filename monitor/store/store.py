@@ -1,0 +1,1075 @@
+"""All reads and writes of the monitor's database, behind one class.
+
+Every method is one short transaction. Writes that belong together (an article, its matches,
+its story and the alerts it causes) are one transaction, so a crash leaves all or nothing.
+Inserts that could race with another process rely on the schema's unique constraints and
+report what they really inserted (`save_article` returns None for an article seen meanwhile).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, TypeVar
+
+from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor import dedupe
+from monitor.errors import StoreError
+from monitor.lock import PG_LOCK_ARTICLES, PG_LOCK_NAMESPACE
+from monitor.models import (
+    AlertMessage,
+    Article,
+    Delivery,
+    Entry,
+    SourceState,
+    StoredArticle,
+    TopicMatch,
+)
+from monitor.store.db import create_db_engine, migrate
+from monitor.store.schema import (
+    AlertRow,
+    ArticleRow,
+    ArticleUrlRow,
+    DigestRow,
+    EntryGuidRow,
+    FingerprintBandRow,
+    MatchRow,
+    OutboxRow,
+    SlackThreadRow,
+    SourceRow,
+    StoryRow,
+)
+
+# Placeholders per statement stay well below SQLite's limit (32766) and PostgreSQL's (65535).
+CHUNK = 500
+# Longer title keys are cut: an index entry must stay small, and 400 characters identify a title.
+TITLE_KEY_LENGTH = 400
+# A delivery left "sending" this long by a live process is taken as abandoned by a dead one.
+IN_FLIGHT_GRACE = timedelta(minutes=2)
+
+_T = TypeVar("_T")
+
+Destinations = Callable[[tuple[str, ...]], tuple[str, ...]]
+"""Topics of an alert -> the destinations to deliver it to (see `notify.routing`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An entry a source listed, with its canonical URL (the key for "seen before")."""
+
+    entry: Entry
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMatchView:
+    """A stored article, for `monitor match` to run the current keywords over."""
+
+    article_id: int
+    url: str
+    source: str
+    title: str
+    summary: str
+    text: str
+    first_seen: datetime
+    stored_topics: tuple[str, ...]  # the topics it was tagged with when it was stored
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What `Store.prune` removed."""
+
+    articles: int  # articles whose text was dropped
+    bands: int  # near-duplicate index entries
+    deliveries: int  # finished outbox rows
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStatus:
+    """An alert with the state of each of its deliveries, for `monitor alerts`."""
+
+    alert: AlertMessage
+    deliveries: tuple[tuple[str, str, str | None], ...]  # (destination, state, last error)
+
+
+class Store:
+    """The monitor's database. Thread-safe: each call opens and closes its own session."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect and apply migrations."""
+        engine = create_db_engine(url)
+        migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+
+    def ping(self) -> bool:
+        """True when the database answers a query."""
+        try:
+            with self._transaction() as session:
+                session.execute(select(1))
+        except StoreError:
+            return False
+        return True
+
+    # --- sources ---------------------------------------------------------------------------
+
+    def source_state(self, name: str) -> SourceState:
+        """The stored state of a source; a fresh (due now) state when it was never polled."""
+        with self._transaction() as session:
+            row = session.get(SourceRow, name)
+            return _state_from_row(row) if row else SourceState(name=name)
+
+    def source_states(self) -> dict[str, SourceState]:
+        with self._transaction() as session:
+            return {row.name: _state_from_row(row) for row in session.scalars(select(SourceRow))}
+
+    def save_source_state(self, state: SourceState) -> None:
+        with self._transaction() as session:
+            _save_source_state(session, state)
+
+    def save_source_state_with_notice(
+        self,
+        state: SourceState,
+        key: str,
+        notice: dict[str, str],
+        destinations: Sequence[str],
+        now: datetime,
+    ) -> bool:
+        """Save a source's state and queue a notice about it (source down / up) in ONE
+        transaction: the state that says "down was notified" never exists without the notice.
+
+        Returns False when a notice with this key was queued before (the state is saved all
+        the same), as `enqueue_notice` does.
+        """
+        try:
+            with self._transaction() as session:
+                _save_source_state(session, state)
+                return _queue_notice(session, key, notice, destinations, now)
+        except IntegrityError:
+            # Another process queued this very notice meanwhile: it goes out once, from there.
+            self.save_source_state(state)
+            return False
+
+    def due_sources(self, names: Iterable[str], now: datetime) -> list[str]:
+        """Of `names`, those whose next poll time has come (or that were never polled)."""
+        names = list(names)
+        with self._transaction() as session:
+            scheduled = {
+                row.name: row.next_poll_at
+                for row in session.execute(
+                    select(SourceRow.name, SourceRow.next_poll_at).where(SourceRow.name.in_(names))
+                )
+            }
+        return [n for n in names if (due := scheduled.get(n)) is None or due <= now]
+
+    # --- articles --------------------------------------------------------------------------
+
+    def unseen(self, source: str, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The candidates whose URL and GUID storage has never seen, in the given order.
+
+        Checked before fetching article pages, so only new entries cost a fetch.
+        """
+        seen_urls: set[str] = set()
+        seen_guids: set[str] = set()
+        urls = list({c.url for c in candidates})
+        guids = list({c.entry.guid for c in candidates if c.entry.guid})
+        with self._transaction() as session:
+            for chunk in _chunks(urls):
+                seen_urls.update(
+                    session.scalars(select(ArticleUrlRow.url).where(ArticleUrlRow.url.in_(chunk)))
+                )
+            for chunk in _chunks(guids):
+                seen_guids.update(
+                    session.scalars(
+                        select(EntryGuidRow.guid).where(
+                            EntryGuidRow.source == source, EntryGuidRow.guid.in_(chunk)
+                        )
+                    )
+                )
+        fresh: list[Candidate] = []
+        taken: set[str] = set()
+        for candidate in candidates:
+            guid = candidate.entry.guid
+            if (
+                candidate.url in seen_urls
+                or candidate.url in taken
+                or (guid and guid in seen_guids)
+            ):
+                continue
+            taken.add(candidate.url)
+            fresh.append(candidate)
+        return fresh
+
+    def save_article(
+        self,
+        article: Article,
+        matches: Sequence[TopicMatch],
+        fingerprint: dedupe.Fingerprint | None,
+        title_key: str | None,
+        destinations: Destinations,
+        now: datetime,
+    ) -> StoredArticle | None:
+        """Store an article with its matches, story and alerts in ONE transaction.
+
+        Returns None when storage already holds the article under one of its URLs or its GUID
+        (then the new URLs are remembered as aliases of the stored one, so they are not fetched
+        again). The story is the one of a near-duplicate stored article, else a new one.
+        """
+        urls = list(dict.fromkeys((article.url, *article.aliases)))
+        title_key = title_key[:TITLE_KEY_LENGTH] if title_key else None
+        try:
+            with self._transaction() as session:
+                _one_article_at_a_time(session)
+                existing = _article_with_any_url(session, urls)
+                if existing is None and article.guid:
+                    existing = session.scalar(
+                        select(EntryGuidRow.article_id).where(
+                            EntryGuidRow.source == article.source,
+                            EntryGuidRow.guid == article.guid[:500],
+                        )
+                    )
+                if existing is not None:
+                    _remember_urls(session, existing, urls)
+                    return None
+                return _insert_article(
+                    session, article, urls, matches, fingerprint, title_key, destinations, now
+                )
+        except IntegrityError:
+            # Another process stored it between our check and our insert: it is seen.
+            return None
+
+    def articles_since(self, since: datetime) -> list[StoredMatchView]:
+        """Stored articles first seen since `since`, oldest first, with their stored topics."""
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(ArticleRow)
+                .where(ArticleRow.first_seen_at >= since)
+                .order_by(ArticleRow.first_seen_at, ArticleRow.id)
+            ).all()
+            topics: dict[int, list[str]] = {}
+            for chunk in _chunks([r.id for r in rows]):
+                for article_id, topic in session.execute(
+                    select(MatchRow.article_id, MatchRow.topic)
+                    .where(MatchRow.article_id.in_(chunk))
+                    .order_by(MatchRow.topic)
+                ):
+                    topics.setdefault(article_id, []).append(topic)
+            return [
+                StoredMatchView(
+                    r.id,
+                    r.url,
+                    r.source,
+                    r.title,
+                    r.summary,
+                    r.text or "",
+                    r.first_seen_at,
+                    tuple(topics.get(r.id, ())),
+                )
+                for r in rows
+            ]
+
+    def count_articles(self) -> int:
+        with self._transaction() as session:
+            return session.scalar(select(func.count()).select_from(ArticleRow)) or 0
+
+    # --- outbox ----------------------------------------------------------------------------
+
+    def enqueue_notice(
+        self, key: str, notice: dict[str, str], destinations: Sequence[str], now: datetime
+    ) -> bool:
+        """Queue an operational notice (source down/up, a bad config edit) once per `key`.
+
+        Returns False when a notice with this key was queued before: callers can enqueue on
+        every check without ever notifying twice.
+        """
+        try:
+            with self._transaction() as session:
+                return _queue_notice(session, key, notice, destinations, now)
+        except IntegrityError:
+            return False  # another process queued it at the same moment
+
+    def due_deliveries(self, now: datetime, limit: int = 100) -> list[Delivery]:
+        """Outbox rows to deliver now: pending and due, or abandoned while being sent."""
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(OutboxRow)
+                .where(
+                    or_(
+                        and_(OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now),
+                        and_(
+                            OutboxRow.state == "sending",
+                            OutboxRow.sending_at <= now - IN_FLIGHT_GRACE,
+                        ),
+                    )
+                )
+                .order_by(OutboxRow.id)
+                .limit(limit)
+            ).all()
+            alerts = _alert_messages(session, {r.alert_id for r in rows if r.alert_id})
+            return [
+                Delivery(
+                    id=row.id,
+                    destination=row.destination,
+                    attempts=row.attempts,
+                    in_flight=row.state == "sending",
+                    alert=alerts.get(row.alert_id) if row.alert_id else None,
+                    notice=row.notice,
+                )
+                for row in rows
+            ]
+
+    def claim_delivery(self, delivery: Delivery, now: datetime) -> bool:
+        """Mark a row as being sent; False when another process got to it first."""
+        expected = "sending" if delivery.in_flight else "pending"
+        with self._transaction() as session:
+            result = session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == delivery.id, OutboxRow.state == expected)
+                .values(state="sending", sending_at=now, attempts=OutboxRow.attempts + 1)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def delivered(self, delivery_id: int, external_id: str | None, now: datetime) -> None:
+        with self._transaction() as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == delivery_id)
+                .values(state="sent", sent_at=now, external_id=external_id, last_error=None)
+            )
+
+    def retry_delivery(self, delivery_id: int, error: str, at: datetime) -> None:
+        with self._transaction() as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == delivery_id)
+                .values(state="pending", next_attempt_at=at, last_error=error)
+            )
+
+    def defer_delivery(self, delivery_id: int, reason: str, at: datetime) -> None:
+        """Back to pending until `at`, undoing the claim's attempt: nothing was sent."""
+        with self._transaction() as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == delivery_id)
+                .values(
+                    state="pending",
+                    next_attempt_at=at,
+                    last_error=reason,
+                    attempts=OutboxRow.attempts - 1,  # claim_delivery counted one
+                )
+            )
+
+    def fail_delivery(self, delivery_id: int, error: str) -> None:
+        with self._transaction() as session:
+            session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == delivery_id)
+                .values(state="failed", last_error=error)
+            )
+
+    def resend_failed(self, now: datetime, destination: str | None = None) -> int:
+        """Put permanently failed deliveries back in the queue; returns how many."""
+        with self._transaction() as session:
+            query = update(OutboxRow).where(OutboxRow.state == "failed")
+            if destination:
+                query = query.where(OutboxRow.destination == destination)
+            result = session.execute(query.values(state="pending", next_attempt_at=now))
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # --- retention -------------------------------------------------------------------------
+
+    def prune(self, before: datetime) -> PruneReport:
+        """Forget what only matters while news is fresh, for articles first seen before `before`.
+
+        Article text, summary and text fingerprint (with its near-duplicate bands) go, as do
+        delivered or failed outbox rows. What stays keeps the monitor quiet and the digest
+        whole: every URL and GUID ever seen (an old entry still in a feed is not news again),
+        titles, stories, matches with their sentences, and alerts.
+        """
+        with self._transaction() as session:
+            old = select(ArticleRow.id).where(ArticleRow.first_seen_at < before)
+            bands = session.execute(
+                delete(FingerprintBandRow).where(FingerprintBandRow.article_id.in_(old))
+            )
+            texts = session.execute(
+                update(ArticleRow)
+                .where(ArticleRow.first_seen_at < before, ArticleRow.text.is_not(None))
+                .values(text=None, summary="", fingerprint=None)
+            )
+            outbox = session.execute(
+                delete(OutboxRow).where(
+                    OutboxRow.state.in_(("sent", "failed")), OutboxRow.created_at < before
+                )
+            )
+            return PruneReport(
+                articles=int(texts.rowcount),  # type: ignore[attr-defined]
+                bands=int(bands.rowcount),  # type: ignore[attr-defined]
+                deliveries=int(outbox.rowcount),  # type: ignore[attr-defined]
+            )
+
+    def vacuum(self) -> None:
+        """Give the space `prune` freed back to the file system (`monitor prune --vacuum`).
+
+        Not needed to stay bounded: both databases reuse freed space for new rows. SQLite
+        rewrites its file (VACUUM, then a checkpoint that empties the WAL); other writers wait
+        meanwhile (the busy timeout). PostgreSQL runs VACUUM ANALYZE, as autovacuum would.
+        """
+        try:
+            if self.engine.dialect.name == "sqlite":
+                # The DBAPI connection is in autocommit (see db._tune_sqlite): VACUUM cannot
+                # run inside the BEGIN IMMEDIATE every SQLAlchemy transaction starts with.
+                raw = self.engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute("VACUUM")
+                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    cursor.close()
+                finally:
+                    raw.close()
+            else:
+                autocommit = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                with autocommit as connection:
+                    connection.exec_driver_sql("VACUUM ANALYZE")
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            raise StoreError(f"database error: {getattr(exc, 'orig', exc)}") from exc
+
+    def alerts_since(self, since: datetime) -> list[AlertStatus]:
+        with self._transaction() as session:
+            ids = session.scalars(
+                select(AlertRow.id).where(AlertRow.created_at >= since).order_by(AlertRow.id)
+            ).all()
+            messages = _alert_messages(session, set(ids))
+            deliveries: dict[int, list[tuple[str, str, str | None]]] = {i: [] for i in ids}
+            for chunk in _chunks(list(ids)):
+                for row in session.execute(
+                    select(
+                        OutboxRow.alert_id,
+                        OutboxRow.destination,
+                        OutboxRow.state,
+                        OutboxRow.last_error,
+                    )
+                    .where(OutboxRow.alert_id.in_(chunk))
+                    .order_by(OutboxRow.id)
+                ):
+                    deliveries[row.alert_id].append((row.destination, row.state, row.last_error))
+            return [AlertStatus(messages[i], tuple(deliveries[i])) for i in ids]
+
+    # --- Slack threads and the exactly-once check (notify/slack.py) ---------------------------
+
+    def slack_thread(self, story_id: int, channel: str) -> str | None:
+        """The ts of the story's top-level message in `channel` (as routed), if it has one."""
+        with self._transaction() as session:
+            row = session.get(SlackThreadRow, (story_id, channel))
+            return row.ts if row else None
+
+    def record_slack_thread(self, story_id: int, channel: str, ts: str) -> str:
+        """Make `ts` the story's thread in `channel` unless it has one; returns the one in use."""
+        try:
+            with self._transaction() as session:
+                row = session.get(SlackThreadRow, (story_id, channel))
+                if row is not None:
+                    return row.ts
+                session.add(SlackThreadRow(story_id=story_id, channel=channel, ts=ts))
+        except IntegrityError:
+            # Another process recorded one at the same moment: the first one stays.
+            return self.slack_thread(story_id, channel) or ts
+        return ts
+
+    def earlier_alert_pending(self, alert_id: int, destination: str) -> bool:
+        """True while an earlier alert of the same story waits to be delivered to `destination`.
+
+        A follow-up waits for it, so that it can reply in the thread that message starts.
+        Permanently failed rows do not count: they wait for a person, not for time.
+        """
+        with self._transaction() as session:
+            story_id = session.scalar(select(AlertRow.story_id).where(AlertRow.id == alert_id))
+            if story_id is None:
+                return False
+            pending = session.scalar(
+                select(OutboxRow.id)
+                .join(AlertRow, AlertRow.id == OutboxRow.alert_id)
+                .where(
+                    AlertRow.story_id == story_id,
+                    AlertRow.id < alert_id,
+                    OutboxRow.destination == destination,
+                    OutboxRow.state.in_(("pending", "sending")),
+                )
+                .limit(1)
+            )
+            return pending is not None
+
+    def outbox_created_at(self, delivery_id: int) -> datetime | None:
+        """When an outbox row was written: nothing of it can have reached anyone before."""
+        with self._transaction() as session:
+            return session.scalar(select(OutboxRow.created_at).where(OutboxRow.id == delivery_id))
+
+    # --- digests (the daily email; see notify/digest.py) ----------------------------------------
+    # A digest row is written before its email is sent, and `digest_date` is unique: the
+    # database decides which process sends a day's digest, and that it is sent at most once.
+    #
+    #   pending --claim--> sending --accepted--> sent
+    #                         |--temporary error--> pending   (retried while it is still that day)
+    #                         |--permanent error--> failed    (`monitor digest --send` retries)
+    #                         '--process died-----> unknown   (never re-sent: it may have arrived)
+    #   pending, a later day's digest recorded ----> failed    (that digest covers its period)
+
+    def digest_stories(self, start: datetime, end: datetime) -> list[DigestStory]:
+        """Stories with an alert created in [start, end), oldest first, each with every alert it
+        had before `end`: the story's first alert and the follow-ups of other outlets."""
+        with self._transaction() as session:
+            story_ids = sorted(
+                session.scalars(
+                    select(AlertRow.story_id)
+                    .where(AlertRow.created_at >= start, AlertRow.created_at < end)
+                    .distinct()
+                )
+            )
+            stories: dict[int, StoryRow] = {}
+            alert_ids: dict[int, list[int]] = {story_id: [] for story_id in story_ids}
+            for chunk in _chunks(story_ids):
+                stories.update(
+                    (row.id, row)
+                    for row in session.scalars(select(StoryRow).where(StoryRow.id.in_(chunk)))
+                )
+                for alert_id, story_id in session.execute(
+                    select(AlertRow.id, AlertRow.story_id)
+                    .where(AlertRow.story_id.in_(chunk), AlertRow.created_at < end)
+                    .order_by(AlertRow.created_at, AlertRow.id)
+                ):
+                    alert_ids[story_id].append(alert_id)
+            messages = _alert_messages(session, {i for ids in alert_ids.values() for i in ids})
+            found = [
+                DigestStory(
+                    story_id=story_id,
+                    title=stories[story_id].title,
+                    link=stories[story_id].url,
+                    created_at=stories[story_id].created_at,
+                    alerts=tuple(messages[i] for i in alert_ids[story_id]),
+                )
+                for story_id in story_ids
+            ]
+            return sorted(found, key=lambda story: (story.created_at, story.story_id))
+
+    def next_digest_start(self) -> datetime | None:
+        """Where the next digest starts: where the last sent digest ended; when digests were
+        recorded but none was sent, where the first began; None when there never was one."""
+        with self._transaction() as session:
+            sent_end = session.scalar(
+                select(func.max(DigestRow.period_end)).where(DigestRow.state == "sent")
+            )
+            if sent_end is not None:
+                return sent_end
+            return session.scalar(select(func.min(DigestRow.period_start)))
+
+    def digest_on(self, digest_date: str) -> DigestRecord | None:
+        """The digest of a local day (`YYYY-MM-DD`), if one was recorded."""
+        with self._transaction() as session:
+            row = session.scalars(
+                select(DigestRow).where(DigestRow.digest_date == digest_date)
+            ).first()
+            return _digest_record(row) if row else None
+
+    def record_digest(
+        self,
+        digest_date: str,
+        period_start: datetime,
+        period_end: datetime,
+        message_id: str,
+        subject: str,
+        story_count: int,
+        now: datetime,
+    ) -> bool:
+        """Record a day's digest as pending; False when that day has one already."""
+        try:
+            with self._transaction() as session:
+                session.add(
+                    DigestRow(
+                        digest_date=digest_date,
+                        period_start=period_start,
+                        period_end=period_end,
+                        message_id=message_id,
+                        subject=subject,
+                        story_count=story_count,
+                        state="pending",
+                        attempts=0,
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            return False  # the unique digest_date: another process recorded it first
+        return True
+
+    def claim_digest(self, digest: DigestRecord, subject: str, story_count: int) -> bool:
+        """pending -> sending, counting the attempt; False when another process claimed it (or
+        its attempts changed since `digest` was read)."""
+        with self._transaction() as session:
+            result = session.execute(
+                update(DigestRow)
+                .where(
+                    DigestRow.id == digest.id,
+                    DigestRow.state == "pending",
+                    DigestRow.attempts == digest.attempts,
+                )
+                .values(
+                    state="sending",
+                    attempts=DigestRow.attempts + 1,
+                    subject=subject,
+                    story_count=story_count,
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def finish_digest(
+        self,
+        digest_id: int,
+        state: Literal["sent", "pending", "failed"],
+        now: datetime,
+        error: str | None = None,
+    ) -> None:
+        """Record how a send ended. It wins over `unknown`: a process starting up labels a
+        digest in `sending` unknown, but the one sending it knows best."""
+        with self._transaction() as session:
+            session.execute(
+                update(DigestRow)
+                .where(DigestRow.id == digest_id, DigestRow.state.in_(("sending", "unknown")))
+                .values(
+                    state=state,
+                    last_error=error,
+                    sent_at=now if state == "sent" else None,
+                )
+            )
+
+    def reopen_digest(self, digest_id: int) -> bool:
+        """failed -> pending, for a manual retry; False when it was not failed."""
+        with self._transaction() as session:
+            result = session.execute(
+                update(DigestRow)
+                .where(DigestRow.id == digest_id, DigestRow.state == "failed")
+                .values(state="pending")
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def mark_interrupted_digests(self) -> list[DigestRecord]:
+        """sending -> unknown for every digest, returning them: called at start-up, when a
+        digest still `sending` was being sent by a process that died."""
+        with self._transaction() as session:
+            rows = session.scalars(select(DigestRow).where(DigestRow.state == "sending")).all()
+            for row in rows:
+                row.state = "unknown"
+            return [_digest_record(row) for row in rows]
+
+    def supersede_digests(self, before: str, error: str) -> list[DigestRecord]:
+        """pending -> failed for digests of days before `before`, returning them."""
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(DigestRow).where(
+                    DigestRow.state == "pending", DigestRow.digest_date < before
+                )
+            ).all()
+            for row in rows:
+                row.state = "failed"
+                row.last_error = error
+            return [_digest_record(row) for row in rows]
+
+    # --- the service: leases on sources, schedule nudges, outbox counts ---------------------
+
+    def lease_sources(
+        self,
+        names: Iterable[str],
+        *,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        due_only: bool,
+    ) -> list[str]:
+        """Lease to `owner` until `until` those of `names` no other process holds (with
+        `due_only`, only those whose next poll time has come); returns the ones leased.
+
+        A lease says "being polled": `monitor run` and `monitor poll` take one before polling,
+        so two processes never poll one source at once. An expired lease (its holder died) is
+        free; `owner` may renew its own.
+        """
+        names = list(dict.fromkeys(names))
+        if not names:
+            return []
+        try:
+            return self._lease(names, owner, now, until, due_only)
+        except IntegrityError:
+            # Another process created a never-polled source's row at the same moment; the row
+            # exists now, so a second attempt only has to update it.
+            return self._lease(names, owner, now, until, due_only)
+
+    def _lease(
+        self, names: list[str], owner: str, now: datetime, until: datetime, due_only: bool
+    ) -> list[str]:
+        free = or_(
+            SourceRow.lease_until.is_(None),
+            SourceRow.lease_until <= now,
+            SourceRow.lease_owner == owner,
+        )
+        due = or_(SourceRow.next_poll_at.is_(None), SourceRow.next_poll_at <= now)
+        condition = and_(free, due) if due_only else free
+        with self._transaction() as session:
+            known: set[str] = set()
+            candidates: list[str] = []
+            for chunk in _chunks(names):
+                rows = session.execute(
+                    select(SourceRow.name, condition).where(SourceRow.name.in_(chunk))
+                ).all()
+                known.update(row[0] for row in rows)
+                candidates += [row[0] for row in rows if row[1]]
+            # A source never polled has no row yet: it is due, and nobody can hold it.
+            missing = [n for n in names if n not in known]
+            session.add_all(
+                SourceRow(name=n, lease_owner=owner, lease_until=until) for n in missing
+            )
+            session.flush()
+            leased = set(missing)
+            for name in candidates:
+                # The condition again, on the row itself: on PostgreSQL another process may
+                # have leased it since the select above.
+                result = session.execute(
+                    update(SourceRow)
+                    .where(SourceRow.name == name, condition)
+                    .values(lease_owner=owner, lease_until=until)
+                )
+                if result.rowcount:  # type: ignore[attr-defined]
+                    leased.add(name)
+        return [n for n in names if n in leased]
+
+    def release_sources(self, names: Iterable[str], owner: str) -> None:
+        """Give back `owner`'s leases on `names` (leases held by others are left alone)."""
+        names = list(names)
+        with self._transaction() as session:
+            for chunk in _chunks(names):
+                session.execute(
+                    update(SourceRow)
+                    .where(SourceRow.name.in_(chunk), SourceRow.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None)
+                )
+
+    def release_leases(self, owner_prefix: str) -> int:
+        """Drop every lease whose owner starts with `owner_prefix`; returns how many.
+
+        `monitor run` drops the leases of earlier `monitor run`s at start: it holds the
+        single-instance lock, so whoever took them is dead.
+        """
+        with self._transaction() as session:
+            result = session.execute(
+                update(SourceRow)
+                .where(SourceRow.lease_owner.startswith(owner_prefix, autoescape=True))
+                .values(lease_owner=None, lease_until=None)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def make_due(self, names: Iterable[str], now: datetime) -> None:
+        """Poll these sources at the next tick (their config changed: a new URL, interval...)."""
+        names = list(names)
+        with self._transaction() as session:
+            for chunk in _chunks(names):
+                session.execute(
+                    update(SourceRow)
+                    .where(
+                        SourceRow.name.in_(chunk),
+                        or_(SourceRow.next_poll_at.is_(None), SourceRow.next_poll_at > now),
+                    )
+                    .values(next_poll_at=now)
+                )
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """{(destination, state): rows} for the rows not yet sent (pending, sending, failed)."""
+        with self._transaction() as session:
+            rows = session.execute(
+                select(OutboxRow.destination, OutboxRow.state, func.count())
+                .where(OutboxRow.state.in_(("pending", "sending", "failed")))
+                .group_by(OutboxRow.destination, OutboxRow.state)
+            ).all()
+            return {(destination, state): int(count) for destination, state, count in rows}
+
+
+# --- helpers (each runs inside the caller's transaction) -------------------------------------
+
+
+def _chunks(items: list[_T]) -> Iterator[list[_T]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _save_source_state(session: Session, state: SourceState) -> None:
+    row = session.get(SourceRow, state.name) or SourceRow(name=state.name)
+    for field in dataclasses.fields(state):
+        setattr(row, field.name, getattr(state, field.name))
+    session.add(row)
+
+
+def _queue_notice(
+    session: Session,
+    key: str,
+    notice: dict[str, str],
+    destinations: Sequence[str],
+    now: datetime,
+) -> bool:
+    """Outbox rows for a notice, one per destination; False when `key` was queued before."""
+    if session.scalar(select(OutboxRow.id).where(OutboxRow.notice_key == key)):
+        return False
+    session.add_all(
+        OutboxRow(
+            notice_key=key,
+            notice=notice,
+            destination=destination,
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for destination in destinations
+    )
+    session.flush()  # a key queued meanwhile by another process fails here, in the transaction
+    return True
+
+
+def _state_from_row(row: SourceRow) -> SourceState:
+    return SourceState(
+        **{field.name: getattr(row, field.name) for field in dataclasses.fields(SourceState)}
+    )
+
+
+def _one_article_at_a_time(session: Session) -> None:
+    """Let one transaction at a time decide what an article is: new or seen, and which story it
+    joins. Without this, copies of one story stored by concurrent polls on PostgreSQL (READ
+    COMMITTED) each look for a near-duplicate before the others commit, and each makes a story
+    of its own. SQLite needs nothing here: BEGIN IMMEDIATE already serialises writers. The
+    advisory lock is released at commit or rollback; the transaction is short (no network)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:namespace, :lock)"),
+            {"namespace": PG_LOCK_NAMESPACE, "lock": PG_LOCK_ARTICLES},
+        )
+
+
+def _article_with_any_url(session: Session, urls: list[str]) -> int | None:
+    return session.scalar(
+        select(ArticleUrlRow.article_id).where(ArticleUrlRow.url.in_(urls)).limit(1)
+    )
+
+
+def _remember_urls(session: Session, article_id: int, urls: list[str]) -> None:
+    known = set(session.scalars(select(ArticleUrlRow.url).where(ArticleUrlRow.url.in_(urls))))
+    session.add_all(ArticleUrlRow(url=u, article_id=article_id) for u in urls if u not in known)
+
+
+def _find_story(
+    session: Session, fingerprint: dedupe.Fingerprint | None, title_key: str | None
+) -> int | None:
+    """The story of the most similar stored near-duplicate, else of a same-title item."""
+    if fingerprint is not None:
+        candidates = session.execute(
+            select(ArticleRow.story_id, ArticleRow.fingerprint)
+            .join(FingerprintBandRow, FingerprintBandRow.article_id == ArticleRow.id)
+            .where(FingerprintBandRow.band.in_(fingerprint.bands()))
+            .distinct()
+        ).all()
+        best: tuple[float, int] | None = None
+        for story_id, stored in candidates:
+            if stored is None:
+                continue
+            other = dedupe.Fingerprint.from_bytes(stored)
+            if dedupe.is_near_duplicate(fingerprint, other):
+                score = dedupe.similarity(fingerprint, other)
+                if best is None or score > best[0]:
+                    best = (score, story_id)
+        if best is not None:
+            return best[1]
+    if title_key:
+        return session.scalar(
+            select(ArticleRow.story_id)
+            .where(ArticleRow.title_key == title_key)
+            .order_by(ArticleRow.id)
+            .limit(1)
+        )
+    return None
+
+
+def _insert_article(
+    session: Session,
+    article: Article,
+    urls: list[str],
+    matches: Sequence[TopicMatch],
+    fingerprint: dedupe.Fingerprint | None,
+    title_key: str | None,
+    destinations: Destinations,
+    now: datetime,
+) -> StoredArticle:
+    story_id = _find_story(session, fingerprint, title_key)
+    new_story = story_id is None
+    if story_id is None:
+        story = StoryRow(title=article.title, url=article.link, created_at=now)
+        session.add(story)
+        session.flush()
+        story_id = story.id
+    row = ArticleRow(
+        url=article.url,
+        link=article.link,
+        source=article.source,
+        outlet=article.outlet,
+        guid=article.guid,
+        title=article.title,
+        summary=article.summary,
+        text=article.text,
+        text_from=article.text_from,
+        language=article.language,
+        published_at=article.published,
+        first_seen_at=now,
+        story_id=story_id,
+        fingerprint=fingerprint.to_bytes() if fingerprint else None,
+        title_key=title_key,
+    )
+    session.add(row)
+    session.flush()
+    session.add_all(ArticleUrlRow(url=u, article_id=row.id) for u in urls)
+    if article.guid:
+        session.add(EntryGuidRow(source=article.source, guid=article.guid[:500], article_id=row.id))
+    if fingerprint is not None:
+        session.add_all(
+            FingerprintBandRow(band=b, article_id=row.id) for b in set(fingerprint.bands())
+        )
+    session.add_all(
+        MatchRow(article_id=row.id, topic=m.topic, words=list(m.words), sentence=m.sentence)
+        for m in matches
+    )
+    session.flush()  # a duplicate URL or GUID fails here, inside the transaction
+
+    topics = tuple(sorted({m.topic for m in matches}))
+    alert_id = _add_alert(session, story_id, row, topics, destinations, now) if topics else None
+    return StoredArticle(row.id, story_id, new_story, alert_id, topics)
+
+
+def _add_alert(
+    session: Session,
+    story_id: int,
+    article: ArticleRow,
+    topics: tuple[str, ...],
+    destinations: Destinations,
+    now: datetime,
+) -> int | None:
+    """The story's first alert, or a follow-up for an outlet the story has not alerted from."""
+    outlets = set(session.scalars(select(AlertRow.outlet).where(AlertRow.story_id == story_id)))
+    if article.outlet in outlets:
+        return None
+    alert = AlertRow(
+        story_id=story_id,
+        article_id=article.id,
+        kind="followup" if outlets else "story",
+        outlet=article.outlet,
+        topics=list(topics),
+        created_at=now,
+    )
+    session.add(alert)
+    session.flush()
+    session.add_all(
+        OutboxRow(
+            alert_id=alert.id,
+            destination=d,
+            state="pending",
+            next_attempt_at=now,
+            created_at=now,
+            attempts=0,
+        )
+        for d in destinations(topics)
+    )
+    return alert.id
+
+
+def _alert_messages(session: Session, alert_ids: set[int]) -> dict[int, AlertMessage]:
+    messages: dict[int, AlertMessage] = {}
+    ids = list(alert_ids)
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(AlertRow, ArticleRow)
+            .join(ArticleRow, ArticleRow.id == AlertRow.article_id)
+            .where(AlertRow.id.in_(chunk))
+        ).all()
+        article_ids = [article.id for _, article in rows]
+        matches: dict[int, list[TopicMatch]] = {}
+        for match in session.scalars(
+            select(MatchRow).where(MatchRow.article_id.in_(article_ids)).order_by(MatchRow.topic)
+        ):
+            matches.setdefault(match.article_id, []).append(
+                TopicMatch(match.topic, tuple(match.words), match.sentence)
+            )
+        for alert, article in rows:
+            messages[alert.id] = AlertMessage(
+                alert_id=alert.id,
+                story_id=alert.story_id,
+                kind="followup" if alert.kind == "followup" else "story",
+                title=article.title,
+                link=article.link,
+                outlet=article.outlet,
+                source=article.source,
+                published=article.published_at,
+                first_seen=article.first_seen_at,
+                topics=tuple(alert.topics),
+                matches=tuple(matches.get(article.id, ())),
+            )
+    return messages
+
+
+# --- digests (the daily email) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DigestStory:
+    """A story as the digest needs it: the story's title and link (its first article's) and
+    every alert it had: the first outlet's, then each other outlet's follow-up."""
+
+    story_id: int
+    title: str
+    link: str
+    created_at: datetime
+    alerts: tuple[AlertMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """A row of `digests`: one local day's digest and how sending it went."""
+
+    id: int
+    digest_date: str  # local YYYY-MM-DD
+    period_start: datetime | None
+    period_end: datetime
+    message_id: str
+    subject: str
+    story_count: int
+    state: str  # pending | sending | sent | failed | unknown
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def _digest_record(row: DigestRow) -> DigestRecord:
+    return DigestRecord(
+        **{field.name: getattr(row, field.name) for field in dataclasses.fields(DigestRecord)}
+    )

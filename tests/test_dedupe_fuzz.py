@@ -1,0 +1,98 @@
+"""dedupe under generated input: canonical_url gives a fixed point or a UrlError, nothing else."""
+
+from __future__ import annotations
+
+import operator
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.provisional import urls
+
+from monitor.dedupe import (
+    BANDS,
+    Fingerprint,
+    canonical_url,
+    is_article_link,
+    similarity,
+    text_fingerprint,
+)
+from monitor.errors import UrlError
+
+# Few examples each: the whole file runs in a few seconds.
+FUZZ = settings(max_examples=200, deadline=None)
+
+# Links as pages and feeds hold them: AMP and tracking forms, wrappers, ports, dot segments,
+# escapes, fragments; mostly valid, so that idempotence is tested on many results.
+URLISH = (
+    r"\A(https?|HTTPS?|HtTp|ftp|javascript|mailto)://(us:er@)?"
+    r"(www-x-com\.cdn\.ampproject\.org/[cv]/(s/)?|google\.com/amp/(s/)?)?"
+    r"(www\.|amp\.|WWW\.)?([a-z0-9-]{1,8}|[\u00e0-\u00ff\u0430-\u044f]{1,4})(\.[a-zA-Z]{2,4}){1,2}\.?"
+    r"(:[0-9]{1,5})?"
+    r"(/(amp|AMP|\.|\.\.|[A-Za-z0-9._~!$&'()*+,;=:@-]{1,6}|%[0-9a-fA-F]{2}|%|\u00e9|;jsessionid=1"
+    r"|x\.amp|y\.amp\.html|c|s|v)){0,6}/{0,2}"
+    r"(\?((utm_source|amp|outputType|id|B|ref|%75tm_x|a\+b|%3D)(=[a-z0-9%+=]{0,4})?&{0,2}){0,4})?"
+    r"(#!?[a-z0-9/%]{0,6})?\Z"
+)
+# Anything vaguely like a link: mostly rejected, which must be a UrlError and nothing else.
+LOOSE = (
+    r"\A\s?([a-zA-Z]{1,10}:)?(/{0,3})([^\s/?#]{0,10}@)?[^/?#]{0,20}(:[^/?#]{0,6})?"
+    r"(/[^?#]{0,10}){0,3}(\?[^#]{0,12})?(#.{0,6})?\s?\Z"
+)
+
+
+def canonical_or_rejected(url: str, base: str | None = None) -> str | None:
+    """canonical_url's answer, or None when it raised UrlError; any other exception fails."""
+    try:
+        result = canonical_url(url, base)
+    except UrlError:
+        assert not is_article_link(url) or base is not None
+        return None
+    assert isinstance(result, str)
+    assert canonical_url(result) == result
+    assert is_article_link(result)
+    return result
+
+
+# Prefixes that get arbitrary text past the scheme check into the host, path, query, fragment.
+PREFIXES = [
+    "",
+    "http://",
+    "https://",
+    "https://dawn.com",
+    "https://dawn.com/",
+    "https://dawn.com/?",
+]
+
+
+@FUZZ
+@given(st.builds(operator.add, st.sampled_from(PREFIXES), st.text()))
+def test_arbitrary_text(text: str) -> None:
+    canonical_or_rejected(text)
+
+
+@FUZZ
+@given(st.from_regex(URLISH) | st.from_regex(LOOSE))
+def test_urlish_strings(url: str) -> None:
+    canonical_or_rejected(url)
+
+
+@FUZZ
+@given(st.from_regex(URLISH), st.sampled_from(["https://www.dawn.com/news/", "http://[::1]/a/b"]))
+def test_urlish_strings_against_a_base(url: str, base: str) -> None:
+    canonical_or_rejected(url, base)
+
+
+@FUZZ
+@given(urls())
+def test_valid_urls_are_accepted(url: str) -> None:
+    assert canonical_or_rejected(url) is not None
+
+
+@FUZZ
+@given(st.text() | st.lists(st.text(min_size=1), min_size=30, max_size=80).map(" ".join))
+def test_any_text_fingerprints_or_is_too_short(text: str) -> None:
+    fingerprint = text_fingerprint(text)
+    if fingerprint is not None:
+        assert Fingerprint.from_bytes(fingerprint.to_bytes()) == fingerprint
+        assert similarity(fingerprint, fingerprint) == 1.0
+        assert len(fingerprint.bands()) == BANDS
