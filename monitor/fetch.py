@@ -1,4 +1,4 @@
-"""HTTP fetching: one httpx client, with every limit of `settings.yaml` enforced on every hop.
+"""HTTP fetching: httpx clients, with every limit of `settings.yaml` enforced on every hop.
 
 What a fetch guarantees, whatever the server does:
 - `timeout` bounds the whole request, first byte to last, redirects included (httpx's read
@@ -11,6 +11,11 @@ What a fetch guarantees, whatever the server does:
   the network backend on the address actually connected to, so DNS rebinding cannot slip past;
 - at most `concurrency` requests in flight, and at most `per_host` to any one host.
 
+The requests are spread over a few httpx clients by host (`SHARDS`), each host always to the same
+one (so its connections are reused): httpcore's pool walks every connection it holds, probing each
+socket, whenever a request starts or ends, so one client costs CPU per request that grows with
+`concurrency` (on 1,000 loopback feeds: 1.5 ms a request at 128 in one client, 1.0 ms over 8).
+
 Failures are returned as values (`FetchFailed`) so one bad source never stops the others.
 """
 
@@ -21,6 +26,7 @@ import hashlib
 import io
 import ipaddress
 import socket
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
@@ -50,6 +56,8 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_RETRY_AFTER = timedelta(hours=24)
 MAX_CODINGS = 5  # stacked Content-Encodings
 PIECE = 64 * 1024  # the most one decompression call produces at a time
+SHARDS = 8  # httpx clients a fetcher spreads hosts over (at most one a CONNECTIONS_PER_SHARD)
+CONNECTIONS_PER_SHARD = 4  # of `concurrency`: the idle connections one shard keeps
 # Addresses IPv6 uses to carry IPv4 ones: judged by the IPv4 address inside.
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -173,12 +181,18 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (connection pool, exception mapping) over the guarded backend."""
 
-    def __init__(self, backend: GuardedBackend, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits, trust_env=False)
+    def __init__(
+        self,
+        backend: GuardedBackend,
+        limits: httpx.Limits,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         # Same pool httpx builds, with our network backend: the one supported way to control
         # where connections go (httpcore's `network_backend`), which httpx does not expose.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -318,20 +332,28 @@ class HttpFetcher:
         self.policy = AddressPolicy(
             settings.allow_private_networks, settings.private_network_allowlist
         )
+        backend = GuardedBackend(self.policy, resolver)
+        ssl_context = httpx.create_ssl_context(trust_env=False)  # one for all: each costs ms
+        shards = max(1, min(SHARDS, settings.concurrency // CONNECTIONS_PER_SHARD))
+        # A shard may hold every request in flight (the semaphores below are the limit, never a
+        # shard's pool, however unevenly hosts fall); it keeps its share of idle connections.
         limits = httpx.Limits(
             max_connections=settings.concurrency,
-            max_keepalive_connections=settings.concurrency,
+            max_keepalive_connections=-(-settings.concurrency // shards),
         )
-        self.client = httpx.AsyncClient(
-            transport=GuardedTransport(GuardedBackend(self.policy, resolver), limits),
-            follow_redirects=False,
-            trust_env=False,
-            timeout=httpx.Timeout(settings.timeout.total_seconds()),
-            headers={
-                "User-Agent": settings.user_agent,
-                "Accept-Encoding": "gzip, deflate, br",
-            },
-            event_hooks={"response": [_check_redirect]},
+        self.clients = tuple(
+            httpx.AsyncClient(
+                transport=GuardedTransport(backend, limits, ssl_context),
+                follow_redirects=False,
+                trust_env=False,
+                timeout=httpx.Timeout(settings.timeout.total_seconds()),
+                headers={
+                    "User-Agent": settings.user_agent,
+                    "Accept-Encoding": "gzip, deflate, br",
+                },
+                event_hooks={"response": [_check_redirect]},
+            )
+            for _ in range(shards)
         )
         self._in_flight = asyncio.Semaphore(settings.concurrency)
         self._per_host: dict[str, asyncio.Semaphore] = {}
@@ -343,7 +365,8 @@ class HttpFetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        for client in self.clients:
+            await client.aclose()
 
     async def fetch(
         self,
@@ -387,7 +410,7 @@ class HttpFetcher:
                 headers["If-Modified-Since"] = last_modified
             async with (
                 self._slot(current),
-                self.client.stream("GET", current, headers=headers) as response,
+                self._client(current).stream("GET", current, headers=headers) as response,
             ):
                 location = response.headers.get("location")
                 if response.status_code in REDIRECT_STATUSES and location:
@@ -430,6 +453,11 @@ class HttpFetcher:
             for piece in decoder.pieces(chunk):
                 body.write(piece)
         return body.getvalue()
+
+    def _client(self, url: str) -> httpx.AsyncClient:
+        """The shard that carries every request to the URL's host."""
+        host = (urlsplit(url).hostname or "").lower()
+        return self.clients[zlib.crc32(host.encode()) % len(self.clients)]
 
     @asynccontextmanager
     async def _slot(self, url: str) -> AsyncIterator[None]:
