@@ -24,13 +24,16 @@ text first, then summary, then title, repeats dropped whatever their case; and t
 around the first of them. `require` and `exclude` words are context and are not reported.
 
 Text is normalised once per field (`_Folded`), keeping a map from normalised offsets back to the
-original, so the words and the sentence reported come from the article as written. A `Matcher`
+original, so the words and the sentence reported come from the article as written. The set of
+a field's words tells which keywords can be there (`_Index`): only those are looked for, and
+only the topics they can make true are evaluated (benchmarks/matching_bench.py). A `Matcher`
 never changes after it is built, so threads may share it.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import re
 import unicodedata
 from bisect import bisect_right
@@ -53,22 +56,91 @@ _NO_SPACE = (
 )
 _WORD_CHAR = f"[^\\W{_NO_SPACE}]"
 _IS_WORD_CHAR = re.compile(_WORD_CHAR)
+_WORD_RUN = re.compile(f"{_WORD_CHAR}+")
 
 _DASH_CHARS = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
 _DASHES = re.escape(_DASH_CHARS)
 _LETTER = r"[^\W\d_]"
 
-# The spots of a text that folding changes beyond lower-casing ASCII: a run of white space and
-# dashes (-> one space), a period between single letters ("U.S." -> "US"), a run of non-ASCII
-# characters. Every alternative shares one first character class, the only form the regex engine
-# can skip ahead with; the alternatives then tell apart what that character began. Plain spaces
-# and periods are in the class, so the alternatives reject a lone space or a sentence's period.
-_SPECIAL = re.compile(
-    rf"[\t\n\x0b\x0c\r\x1c-\x1f {_DASHES}.\u0080-\U0010ffff]"
-    rf"(?:(?<=[\s{_DASHES}])(?:(?<=[^ ])|(?=[\s{_DASHES}]))[\s{_DASHES}]*"
-    rf"|(?<=(?<!\w){_LETTER}\.)(?:(?={_LETTER}(?!\w))|(?<=(?<!\w){_LETTER}\.{_LETTER}\.))"
-    rf"|(?<=[^\s{_DASHES}.])[^\x00-\x7f\s{_DASHES}]*)"
+# The spots of a text where folding changes lengths or characters beyond lower case: a run of
+# white space and dashes (-> one space), a period between single letters ("U.S." -> "US"), a run
+# of the characters whose folded form is not their lower case (`_folds_apart`: accents,
+# ligatures, soft hyphens...). Every alternative shares one first character class, the only form
+# the regex engine can skip ahead with; the alternatives then tell apart what that character
+# began. Periods are in the class, so the alternatives reject a sentence's period. Plain spaces
+# are in it only for a text holding two in a row: otherwise a run that starts with a space goes
+# on with another white-space character or dash, the scan finds the run there, and `_Folded`
+# takes the space in front along. What the scan passes over is only lower-cased (`str.lower`);
+# a lone ASCII white-space character or dash (-> a space) and the apostrophes (-> "'") keep
+# their length, and are replaced in the folded text afterwards, at C speed too.
+_SPACE_RUN = (
+    rf"(?<=[\s{_DASHES}])(?:(?<=[^\x00-\x7f])|(?<= [\s{_DASHES}])|(?=[\s{_DASHES}]))"
+    rf"[\s{_DASHES}]*"
 )
+_LONE_SPACE = re.compile(r"[\t\n\x0b\x0c\r\x1c-\x1f\-]")  # the ASCII ones, lone or not
+_INITIALS_DOT = (
+    rf"(?<=(?<!\w){_LETTER}\.)(?:(?={_LETTER}(?!\w))|(?<=(?<!\w){_LETTER}\.{_LETTER}\.))"
+)
+
+
+@functools.cache
+def _special_spots() -> tuple[dict[tuple[bool, bool], re.Pattern[str]], re.Pattern[str]]:
+    """The scanners of `_Folded` by (two spaces in a row?, apostrophes folded in the scan?),
+    and a pattern of the characters that fold to something holding an apostrophe ("″" to
+    "′′"): in a text with one of those, the apostrophes are folded in the scan like any other
+    character, not replaced afterwards.
+
+    Built on first use: finding the characters that fold apart takes a pass over the Basic
+    Multilingual Plane (some 30 ms). Characters beyond it count as folding apart, whatever they
+    are: emoji and rare ideographs take the slow path, which gives the same result.
+    """
+    apart: list[str] = []
+    spacey: list[str] = []
+    makers: list[str] = []
+    for char in map(chr, range(0x80, 0x10000)):
+        if char.isspace() or char in _DASH_CHARS:
+            spacey.append(char)
+        elif _folds_apart(char):
+            apart.append(char)
+            if _APOSTROPHES.intersection(_fold_char(char)) and char not in _APOSTROPHES:
+                makers.append(char)
+    scanners = {}
+    for with_apostrophes in (False, True):
+        chars = sorted([*apart, *_APOSTROPHES]) if with_apostrophes else apart
+        run = _char_class(chars) + "\U00010000-\U0010ffff"
+        first = f"\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f{_DASHES}.{_char_class(spacey)}{run}"
+        rest = rf"(?:{_SPACE_RUN}|{_INITIALS_DOT}|(?<=[^\s{_DASHES}.])[{run}]*)"
+        scanners[False, with_apostrophes] = re.compile(f"[{first}]{rest}")
+        scanners[True, with_apostrophes] = re.compile(f"[ {first}]{rest}")
+    return scanners, re.compile(f"[{_char_class(makers)}\\U00010000-\\U0010ffff]")
+
+
+def _folds_apart(char: str) -> bool:
+    """Whether `_fold_char(char)` may differ from `char.lower()`: white space, dashes and the
+    apostrophes aside, which `_Folded` replaces afterwards."""
+    return bool(
+        unicodedata.decomposition(char)  # accents, ligatures, compatibility forms
+        or char.casefold() != char.lower()  # "ß" -> "ss"
+        or char == "\u03a3"  # "Σ": str.lower() makes it "ς" at the end of a word, fold "σ"
+        or unicodedata.category(char) == "Cf"
+        or char in _ARABIC_VARIANTS
+        or _DIACRITICS.match(char)
+    )
+
+
+def _char_class(chars: Sequence[str]) -> str:
+    """The inside of a regex character class holding `chars` (sorted), as ranges."""
+    ranges: list[list[int]] = []
+    for code in map(ord, chars):
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return "".join(
+        re.escape(chr(low)) if low == high else f"{re.escape(chr(low))}-{re.escape(chr(high))}"
+        for low, high in ranges
+    )
+
 
 # The diacritics dropped: the combining marks used with Latin, Greek and Cyrillic letters, and
 # Arabic vowel marks and tatweel. Marks of other scripts (Indic vowel signs, Thai tones, kana
@@ -97,6 +169,16 @@ def _fold_char(char: str) -> str:
     return unicodedata.normalize("NFC", plain).casefold()
 
 
+@functools.lru_cache(maxsize=8192)
+def _fold_run(run: str) -> tuple[tuple[str, int], ...]:
+    """A run of characters that fold apart, folded one by one: (piece, end) pairs, each end
+    counted from the run's start; a single piece when every character folds to one."""
+    pieces = [_fold_char(char) for char in run]
+    if all(len(piece) == 1 for piece in pieces):
+        return (("".join(pieces), len(run)),)
+    return tuple((piece, end) for end, piece in enumerate(pieces, 1))
+
+
 class _Folded:
     """A text folded for matching, with the way back from its offsets to the original's.
 
@@ -114,27 +196,37 @@ class _Folded:
         orig_marks = [0]
         length = 0  # of the folded text so far
         done = 0  # original offset folded so far
-        for match in _SPECIAL.finditer(original):
+        scanners, apostrophe_makers = _special_spots()
+        # Apostrophes are replaced at the end, unless a character folds into one (see above).
+        in_scan = bool(apostrophe_makers.search(original)) if not original.isascii() else False
+        for match in scanners["  " in original, in_scan].finditer(original):
             start, end = match.span()
-            # Between special spots the text is ASCII, where lower() keeps every offset.
+            first = original[start]
+            replaced: tuple[tuple[str, int], ...]  # (piece, its end counted from `start`)
+            if first == ".":
+                replaced = (("", 1),)
+            elif first.isspace() or first in _DASH_CHARS:
+                if start > done and original[start - 1] == " ":
+                    start -= 1  # the space the unspaced scan skips (see _SPACE_RUN)
+                replaced = ((" ", end - start),)
+            else:
+                replaced = _fold_run(match.group())
+            # Between special spots lower() is the fold, and keeps every offset.
             pieces.append(original[done:start].lower())
             length += start - done
-            first = original[start]
-            if first == ".":
-                replaced = [("", end)]
-            elif first.isspace() or first in _DASH_CHARS:
-                replaced = [(" ", end)]
-            else:
-                replaced = [(_fold_char(c), i + 1) for i, c in enumerate(match.group(), start)]
             for piece, piece_end in replaced:
                 pieces.append(piece)
                 length += len(piece)
-                if length - fold_marks[-1] != piece_end - orig_marks[-1]:
+                if length - fold_marks[-1] != start + piece_end - orig_marks[-1]:
                     fold_marks.append(length)
-                    orig_marks.append(piece_end)
+                    orig_marks.append(start + piece_end)
             done = end
         pieces.append(original[done:].lower())
-        self.folded = "".join(pieces)
+        folded = _LONE_SPACE.sub(" ", "".join(pieces))
+        if not (in_scan or folded.isascii()):
+            for apostrophe in _APOSTROPHES:
+                folded = folded.replace(apostrophe, "'")
+        self.folded = folded
         self._fold_marks = fold_marks
         self._orig_marks = orig_marks
 
@@ -194,18 +286,76 @@ def check_keyword(keyword: str) -> None:
     _parse_keyword(keyword)
 
 
-def _keyword_pattern(spec: _KeywordSpec) -> re.Pattern[str]:
-    """The regex finding `spec` in folded text.
+@dataclass(frozen=True, slots=True)
+class _CompiledTerm:
+    """A keyword ready to look for in folded text, with the words of the text it needs.
 
-    The pattern starts with the keyword itself so the regex engine can skip ahead to it; the
-    whole-word check on its left is a look-behind over the keyword plus one character.
+    A match is the folded keyword where its ends are whole-word (a word character at its edge
+    has none beside it; a prefix runs on to the end of its word). `words` are the keyword's
+    runs of word characters that a match holds as whole words of the text, `stem` a prefix
+    keyword's last run, which a word of the text starts with: an article lacking them cannot
+    hold the keyword, and a one-word keyword (`single`) is there exactly when its word is.
     """
-    literal = re.escape(spec.folded)
-    pattern = literal
-    if _IS_WORD_CHAR.fullmatch(spec.folded[0]):
-        pattern += f"(?<!{_WORD_CHAR}{literal})"
-    if _IS_WORD_CHAR.fullmatch(spec.folded[-1]):
-        pattern += f"{_WORD_CHAR}*" if spec.prefix else f"(?!{_WORD_CHAR})"
+
+    index: int  # into the per-article caches
+    literal: str  # the folded keyword
+    prefix: bool
+    left: bool  # its first character is a word character
+    right: bool  # its last character is one
+    words: frozenset[str]
+    stem: str  # "" unless a prefix keyword ends with a word character
+    single: bool
+
+    @classmethod
+    def of(cls, index: int, spec: _KeywordSpec) -> _CompiledTerm:
+        runs = _WORD_RUN.findall(spec.folded)
+        left = bool(_IS_WORD_CHAR.match(spec.folded))
+        right = bool(_IS_WORD_CHAR.match(spec.folded[-1]))
+        stem = runs.pop() if spec.prefix and right else ""
+        single = not spec.prefix and runs == [spec.folded]
+        return cls(index, spec.folded, spec.prefix, left, right, frozenset(runs), stem, single)
+
+    def spans(self, text: str, plain: bool, first_only: bool = False) -> list[tuple[int, int]]:
+        """Where the keyword is in folded `text`, leftmost first and not overlapping, as a regex
+        of the keyword with whole-word look-arounds finds them. `plain`: the text has no
+        characters of the scripts written without spaces, so a word character is any of \\w."""
+        if plain:
+            pattern = _plain_pattern(self.literal, self.prefix, self.left, self.right)
+            if first_only:
+                found = pattern.search(text)
+                return [found.span()] if found else []
+            return [match.span() for match in pattern.finditer(text)]
+        spans: list[tuple[int, int]] = []
+        literal = self.literal
+        start = text.find(literal)
+        while start >= 0:
+            end = start + len(literal)
+            if self.left and start and _IS_WORD_CHAR.match(text, start - 1):
+                start = text.find(literal, start + 1)
+                continue
+            if self.right and self.prefix:
+                rest = _WORD_RUN.match(text, end)
+                end = rest.end() if rest else end
+            elif self.right and _IS_WORD_CHAR.match(text, end):
+                start = text.find(literal, start + 1)
+                continue
+            spans.append((start, end))
+            if first_only:
+                break
+            start = text.find(literal, end)
+        return spans
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_pattern(literal: str, prefix: bool, left: bool, right: bool) -> re.Pattern[str]:
+    """A keyword's regex for text where a word character is any of \\w. It starts with the
+    keyword itself, so the regex engine can skip ahead to it; the look-behind that follows
+    checks the character before it. (The exact class of word characters leaves out the scripts
+    written without spaces, and takes milliseconds to compile into every keyword's regex.)"""
+    escaped = re.escape(literal)
+    pattern = escaped + (rf"(?<!\w{escaped})" if left else "")
+    if right:
+        pattern += r"\w*" if prefix else r"(?!\w)"
     return re.compile(pattern)
 
 
@@ -411,6 +561,15 @@ def _terms_of(node: QueryNode) -> Iterator[Term]:
             yield from _terms_of(child)
 
 
+def _positive_terms(node: QueryNode) -> Iterator[Term]:
+    """The terms outside NOT: those a match is shown by."""
+    if isinstance(node, Term):
+        yield node
+    elif not isinstance(node, Not):
+        for child in node.children:
+            yield from _positive_terms(child)
+
+
 def parse_query(query: str) -> QueryNode:
     """Parse a boolean query; QueryError carries the 0-based position of the problem."""
     return _Parser(query).parse()
@@ -427,38 +586,140 @@ _Hit: TypeAlias = tuple[int, int, int]  # field, start, end (folded offsets)
 
 
 @dataclass(frozen=True, slots=True)
-class _CompiledTerm:
-    index: int  # into the per-article cache of hits
-    pattern: re.Pattern[str]
-
-
-@dataclass(frozen=True, slots=True)
 class _Rule:
     name: str
     query: QueryNode
     exclude: tuple[_CompiledTerm, ...]
     require: tuple[_CompiledTerm, ...]
+    keywords: tuple[_CompiledTerm, ...] | None  # a `keywords` topic's terms; None for a query
+    positive: frozenset[int]  # the terms outside NOT: a match needs one of them present
+
+
+def _words(folded: str) -> tuple[set[str], bool]:
+    """The words of a folded text (its maximal runs of word characters), and whether it is
+    plain: without characters of the scripts written without spaces.
+
+    Splitting at white space and punctuation is C-speed `str` work; only words left with
+    another character in them (an underscore, a symbol) go through the regex, and a text that
+    is not plain through the regex whole.
+    """
+    words = set(_PUNCTUATION.sub(" ", folded).split())
+    joined = "".join(words)
+    if not joined.isascii() and _HAS_NO_SPACE.search(joined):
+        return set(_WORD_RUN.findall(folded)), False
+    if joined.isalnum():
+        return words, True
+    clean = set(filter(str.isalnum, words))
+    clean.update(_WORD_RUN.findall(" ".join(words - clean)))
+    return clean, True
+
+
+_HAS_NO_SPACE = re.compile(f"[{_NO_SPACE}]")
+# ASCII punctuation but "_" (a word character), and the commonest of the rest: typographic
+# quotes, guillemets, the ellipsis, middle dots and bullets, a few signs. Other non-word
+# characters are found by `_words` all the same, only slower.
+_PUNCTUATION = re.compile(
+    "[!-/:-@[-^`{-~\u00a2-\u00a9\u00ab\u00ae\u00b0\u00b7\u00bb"
+    "\u2018-\u201f\u2020-\u2022\u2026\u2032\u2033\u2039\u203a\u2044\u20ac]+"
+)
+
+
+class _Index:
+    """Which terms a folded text holds, told from the set of its words (see _CompiledTerm).
+
+    A one-word keyword is there exactly when its word is, and a one-word prefix when a word
+    starts with its stem. Any other keyword is looked for (`_CompiledTerm.spans`) only when the
+    text has its longest word; keywords without a word of their own (scripts written without
+    spaces) are looked for in every text. Stems are checked only for the words starting with
+    their first `_STEM_KEY` letters (a shorter stem always), in a string of all the words.
+    """
+
+    def __init__(self, terms: Sequence[_CompiledTerm]) -> None:
+        self._single: dict[str, int] = {}
+        self._anchored: dict[str, list[_CompiledTerm]] = {}
+        self._stemmed: dict[str, list[tuple[str, int]]] = {}  # first letters -> (" stem", index)
+        self._short_stems: list[tuple[str, int]] = []
+        self._always: list[_CompiledTerm] = []
+        for term in terms:
+            if term.single:
+                self._single[term.literal] = term.index
+            elif term.words:
+                anchor = max(sorted(term.words), key=len)
+                self._anchored.setdefault(anchor, []).append(term)
+            elif term.stem and len(term.stem) >= _STEM_KEY:
+                key = term.stem[:_STEM_KEY]
+                self._stemmed.setdefault(key, []).append((" " + term.stem, term.index))
+            elif term.stem:
+                self._short_stems.append((" " + term.stem, term.index))
+            else:
+                self._always.append(term)
+        self._single_words = frozenset(self._single)
+        self._anchors = frozenset(self._anchored)
+        self._stem_keys = frozenset(self._stemmed)
+
+    def present(self, folded: str) -> tuple[set[int], bool]:
+        """The indexes of the terms found in `folded`, and whether it is plain (see _words)."""
+        words, plain = _words(folded)
+        single = self._single
+        present = {single[word] for word in words & self._single_words}
+        for anchor in words & self._anchors:
+            for term in self._anchored[anchor]:
+                if term.words <= words and term.spans(folded, plain, first_only=True):
+                    present.add(term.index)
+        if self._stem_keys or self._short_stems:
+            starts = " " + " ".join(words)  # " stem" in it: a word starts with the stem
+            for key in self._stem_keys.intersection(map(_STEM_KEY_OF, words)):
+                present.update(i for stem, i in self._stemmed[key] if stem in starts)
+            present.update(i for stem, i in self._short_stems if stem in starts)
+        for term in self._always:
+            if term.spans(folded, plain, first_only=True):
+                present.add(term.index)
+        return present, plain
+
+
+_STEM_KEY = 5  # first letters of a prefix keyword's stem that make it a candidate
+_STEM_KEY_OF = operator.itemgetter(slice(_STEM_KEY))
 
 
 class _Article:
-    """One article's three fields, folded once, with the hits of each term found so far."""
+    """One article's three fields, folded once, with the terms each holds and their hits."""
 
-    __slots__ = ("_hits", "fields")
+    __slots__ = ("_hits", "_sentences", "fields", "plain", "present", "present_anywhere")
 
-    def __init__(self, title: str, summary: str, text: str) -> None:
+    def __init__(self, title: str, summary: str, text: str, index: _Index) -> None:
         self.fields = (_Folded(text), _Folded(summary), _Folded(title))  # _TEXT, _SUMMARY, _TITLE
+        found = [index.present(field.folded) for field in self.fields]
+        self.present = tuple(present for present, _ in found)
+        self.plain = tuple(plain for _, plain in found)
+        self.present_anywhere = self.present[0].union(*self.present[1:])
         self._hits: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._sentences: dict[_Hit, str] = {}
+
+    def has(self, term: _CompiledTerm, fields: tuple[int, ...]) -> bool:
+        return any(term.index in self.present[field] for field in fields)
 
     def hits(self, term: _CompiledTerm, fields: tuple[int, ...]) -> list[_Hit]:
         found: list[_Hit] = []
         for field in fields:
+            if term.index not in self.present[field]:
+                continue
             key = (term.index, field)
             spans = self._hits.get(key)
             if spans is None:
-                spans = [m.span() for m in term.pattern.finditer(self.fields[field].folded)]
-                self._hits[key] = spans
+                spans = self._hits[key] = term.spans(self.fields[field].folded, self.plain[field])
             found.extend((field, start, end) for start, end in spans)
         return found
+
+    def sentence(self, hit: _Hit) -> str:
+        """The sentence around a hit, as reported (topics often share their first hit)."""
+        sentence = self._sentences.get(hit)
+        if sentence is None:
+            field, start, end = hit
+            folded = self.fields[field]
+            sentence = self._sentences[hit] = _sentence(
+                folded.original, folded.original_offset(start), folded.original_offset(end)
+            )
+        return sentence
 
 
 class Matcher:
@@ -467,42 +728,60 @@ class Matcher:
     def __init__(self, rules: Sequence[_Rule], terms: dict[str, _CompiledTerm]) -> None:
         self._rules = tuple(rules)
         self._terms = terms  # keyword as written -> compiled term
+        self._index = _Index(list({term.index: term for term in terms.values()}.values()))
+        # The rules a term can make true: only they are evaluated for an article.
+        self._rules_of: dict[int, list[int]] = {}
+        for position, rule in enumerate(self._rules):
+            for index in rule.positive:
+                self._rules_of.setdefault(index, []).append(position)
         self.topics: tuple[str, ...] = tuple(rule.name for rule in rules)
 
     def match(self, title: str, summary: str, text: str) -> tuple[models.TopicMatch, ...]:
         """The topics the article matches, in config order, with the words and the sentence."""
-        article = _Article(title, summary, text)
+        article = _Article(title, summary, text, self._index)
+        present = article.present_anywhere
+        candidates = {p for index in present for p in self._rules_of.get(index, ())}
         matches: list[models.TopicMatch] = []
-        for rule in self._rules:
-            matched, hits = self._evaluate(rule.query, article)
-            if not (matched and hits):
+        for position in sorted(candidates):
+            rule = self._rules[position]
+            positives: list[tuple[_CompiledTerm, tuple[int, ...]]]
+            if rule.keywords is not None:
+                positives = [(t, _ALL_FIELDS) for t in rule.keywords if t.index in present]
+            else:
+                matched, positives = self._evaluate(rule.query, article)
+                if not matched:
+                    continue
+            if not positives or any(term.index in present for term in rule.exclude):
                 continue
-            if any(article.hits(term, _ALL_FIELDS) for term in rule.exclude):
+            if rule.require and not any(term.index in present for term in rule.require):
                 continue
-            if rule.require and not any(article.hits(t, _ALL_FIELDS) for t in rule.require):
-                continue
+            hits = [hit for term, fields in positives for hit in article.hits(term, fields)]
             matches.append(_topic_match(rule.name, hits, article))
         return tuple(matches)
 
-    def _evaluate(self, node: QueryNode, article: _Article) -> tuple[bool, list[_Hit]]:
-        """Whether `node` holds for the article, and the hits of its positive terms that count.
+    def _evaluate(
+        self, node: QueryNode, article: _Article
+    ) -> tuple[bool, list[tuple[_CompiledTerm, tuple[int, ...]]]]:
+        """Whether `node` holds for the article, and its positive terms that count, with the
+        fields they count in.
 
         OR does not stop at its first true child, so every alternative present is reported.
         """
         if isinstance(node, Term):
+            term = self._terms[node.keyword]
             fields = _TITLE_ONLY if node.title_only else _ALL_FIELDS
-            hits = article.hits(self._terms[node.keyword], fields)
-            return bool(hits), hits
+            found = article.has(term, fields)
+            return found, [(term, fields)] if found else []
         if isinstance(node, Not):
             matched, _ = self._evaluate(node.child, article)
             return not matched, []
-        collected: list[_Hit] = []
+        collected: list[tuple[_CompiledTerm, tuple[int, ...]]] = []
         any_true = False
         for child in node.children:
-            matched, hits = self._evaluate(child, article)
+            matched, positives = self._evaluate(child, article)
             if matched:
                 any_true = True
-                collected.extend(hits)
+                collected.extend(positives)
             elif isinstance(node, And):
                 return False, []
         return any_true, collected
@@ -512,19 +791,18 @@ def _topic_match(name: str, hits: list[_Hit], article: _Article) -> models.Topic
     spans = _merge(hits)
     words: list[str] = []
     seen: set[str] = set()
+    seen_as_written: set[str] = set()
     for field, start, end in spans:
         folded = article.fields[field]
-        original = folded.original
-        word = _collapse(original[folded.original_offset(start) : folded.original_offset(end)])
+        written = folded.original[folded.original_offset(start) : folded.original_offset(end)]
+        if written in seen_as_written:  # a repeat, as most are: no need to collapse it again
+            continue
+        seen_as_written.add(written)
+        word = _collapse(written)
         if word.casefold() not in seen:
             seen.add(word.casefold())
             words.append(word)
-    field, start, end = spans[0]
-    folded = article.fields[field]
-    sentence = _sentence(
-        folded.original, folded.original_offset(start), folded.original_offset(end)
-    )
-    return models.TopicMatch(topic=name, words=tuple(words), sentence=sentence)
+    return models.TopicMatch(topic=name, words=tuple(words), sentence=article.sentence(spans[0]))
 
 
 def _merge(hits: list[_Hit]) -> list[_Hit]:
@@ -548,6 +826,9 @@ _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")
 # Titles written before a name: their period is followed by a capital but ends no sentence.
 _TITLE_WORDS = "mr mrs ms dr prof st gen lt col capt sgt maj rep sen gov pres rev hon vs"
 _TITLES = frozenset(_TITLE_WORDS.split())
+_OPENERS = re.compile(r"[\s(\"'“‘]")  # what stands before a word
+# How far before a hit the start of its sentence is looked for first.
+_LOOK_BACK = 300
 
 
 def _collapse(text: str) -> str:
@@ -566,24 +847,45 @@ def _ends_sentence(text: str, brk: re.Match[str]) -> bool:
         return True
     # "U.S. Strategic", "Donald J. Trump", "Dr. Baloch": the period closes the word, not the
     # sentence.
-    word = re.split(r"[\s(\"'“‘]", text[max(0, brk.start() - 12) : brk.start()])[-1]
+    word = _OPENERS.split(text[max(0, brk.start() - 12) : brk.start()])[-1]
     return not (_INITIALS.fullmatch(word) or word.casefold() in _TITLES)
 
 
 def _sentence(text: str, start: int, end: int) -> str:
     """The sentence of `text` around [start, end), white space collapsed, cut to ~300 chars."""
-    first, last = 0, len(text)
-    for brk in _SENTENCE_BREAK.finditer(text):
-        if brk.end() <= start:
-            if _ends_sentence(text, brk):
-                first = brk.end()
-        elif brk.start() >= end and _ends_sentence(text, brk):
-            last = brk.end()
-            break
+    first, last = _sentence_bounds(text, start, end)
     before = _WHITE_SPACE.sub(" ", text[first:start]).lstrip()
     hit = _collapse(text[start:end])
     after = _WHITE_SPACE.sub(" ", text[end:last]).rstrip()
     return _clip(before, hit, after)
+
+
+def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """Where the sentence around [start, end) begins and ends: after the last break before it
+    that ends a sentence (else at 0), and through the first such break after it (else at the
+    end of the text).
+
+    Breaks are looked for from a space some way before `start`, and from further back only
+    when no sentence ends in between: a break never holds a space, so past one the breaks are
+    the ones a scan from the start of the text finds.
+    """
+    look_back = _LOOK_BACK
+    while True:
+        origin = text.rfind(" ", 0, start - look_back) + 1 if start > look_back else 0
+        before: list[re.Match[str]] = []
+        last = len(text)
+        for brk in _SENTENCE_BREAK.finditer(text, origin):
+            if brk.end() <= start:
+                before.append(brk)
+            elif brk.start() >= end and _ends_sentence(text, brk):
+                last = brk.end()
+                break
+        for brk in reversed(before):  # the last one that ends a sentence
+            if _ends_sentence(text, brk):
+                return brk.end(), last
+        if origin == 0:
+            return 0, last
+        look_back *= 4
 
 
 def _clip(before: str, hit: str, after: str) -> str:
@@ -623,7 +925,7 @@ def compile_topics(topics: Sequence[models.Topic]) -> Matcher:
 @functools.lru_cache(maxsize=8)
 def _compile(topics: tuple[models.Topic, ...]) -> Matcher:
     terms: dict[str, _CompiledTerm] = {}
-    by_spec: dict[_KeywordSpec, _CompiledTerm] = {}  # one regex for "Baloch*" and "baloch*"
+    by_spec: dict[_KeywordSpec, _CompiledTerm] = {}  # one term for "Baloch*" and "baloch*"
 
     def compiled(keyword: str) -> _CompiledTerm:
         if keyword not in terms:
@@ -632,7 +934,7 @@ def _compile(topics: tuple[models.Topic, ...]) -> Matcher:
             except QueryError as exc:
                 raise QueryError(f"keyword {keyword!r}: {exc.message}", exc.position) from exc
             if spec not in by_spec:
-                by_spec[spec] = _CompiledTerm(len(by_spec), _keyword_pattern(spec))
+                by_spec[spec] = _CompiledTerm.of(len(by_spec), spec)
             terms[keyword] = by_spec[spec]
         return terms[keyword]
 
@@ -646,7 +948,11 @@ def _compile(topics: tuple[models.Topic, ...]) -> Matcher:
             require = tuple(compiled(keyword) for keyword in topic.require)
         except QueryError as exc:
             raise QueryError(f"topic {topic.name!r}: {exc.message}", exc.position) from exc
-        rules.append(_Rule(topic.name, query, exclude, require))
+        positive = frozenset(terms[term.keyword].index for term in _positive_terms(query))
+        keywords = None
+        if topic.query is None:
+            keywords = tuple({terms[k].index: terms[k] for k in topic.keywords}.values())
+        rules.append(_Rule(topic.name, query, exclude, require, keywords, positive))
     return Matcher(rules, terms)
 
 
