@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import operator
 import re
 import struct
 import unicodedata
@@ -91,6 +92,7 @@ __all__ = [
     "containment",
     "is_article_link",
     "is_near_duplicate",
+    "near_duplicate_similarity",
     "outlet_of",
     "similarity",
     "text_fingerprint",
@@ -466,9 +468,12 @@ MIN_WORDS = 40
 _FORMAT_VERSION = 2  # 1: the signature alone; 2: and the number of distinct shingles
 _SIGNATURE_V1 = struct.Struct(f"<B{NUM_HASHES}Q")
 _SIGNATURE = struct.Struct(f"<B{NUM_HASHES}QI")
-_BAND = struct.Struct(f"<H{ROWS}Q")
+_BAND = struct.Struct(f"<H{ROWS}Q")  # what a band key hashes (see Fingerprint.bands)
+_BAND_PREFIXES = tuple(struct.pack("<H", band) for band in range(BANDS))
+_VALUES = struct.Struct(f"<{NUM_HASHES}Q")
+_BAND_KEYS = struct.Struct(f"<{BANDS}q")  # the 8-byte digests as signed little-endian integers
 _SHINGLE_HASHER = hashlib.blake2b(digest_size=8, person=b"monitor.shingle")
-_BAND_PERSON = b"monitor.band"
+_BAND_HASHER = hashlib.blake2b(digest_size=8, person=b"monitor.band")
 _EMPTY = 1 << 64  # above every 64-bit hash: marks a bin no shingle fell in
 
 
@@ -517,7 +522,8 @@ class Fingerprint:
     size: int = 0
 
     def __post_init__(self) -> None:
-        if len(self.signature) != NUM_HASHES or not all(0 <= v < _EMPTY for v in self.signature):
+        signature = self.signature
+        if len(signature) != NUM_HASHES or min(signature) < 0 or max(signature) >= _EMPTY:
             raise ValueError(f"a signature is {NUM_HASHES} integers in [0, 2**64)")
 
     def bands(self) -> tuple[int, ...]:
@@ -526,19 +532,17 @@ class Fingerprint:
         The band's index is hashed in, so equal rows in different bands give different keys and
         one index on the key column serves every band.
         """
-        sig = self.signature
-        return tuple(
-            int.from_bytes(
-                hashlib.blake2b(
-                    _BAND.pack(band, *sig[band * ROWS : (band + 1) * ROWS]),
-                    digest_size=8,
-                    person=_BAND_PERSON,
-                ).digest(),
-                "little",
-                signed=True,
-            )
-            for band in range(BANDS)
-        )
+        # Band b hashes _BAND.pack(b, *its ROWS values): its index as 2 bytes, then the values,
+        # which are those bytes of the whole signature packed once.
+        values = _VALUES.pack(*self.signature)
+        width = 8 * ROWS
+        digests = []
+        for band, prefix in enumerate(_BAND_PREFIXES):
+            hasher = _BAND_HASHER.copy()  # cheaper than passing the personalisation each time
+            hasher.update(prefix + values[band * width : (band + 1) * width])
+            digests.append(hasher.digest())
+        keys: tuple[int, ...] = _BAND_KEYS.unpack(b"".join(digests))
+        return keys
 
     def to_bytes(self) -> bytes:
         """A version byte, the signature as little-endian 64-bit integers, the size (32-bit)."""
@@ -549,8 +553,8 @@ class Fingerprint:
         """The fingerprint `to_bytes` gave (or a version-1 one, without its size); ValueError
         for bytes of another format or length."""
         if len(data) == _SIGNATURE.size and data[0] == _FORMAT_VERSION:
-            *signature, size = _SIGNATURE.unpack(data)[1:]
-            return cls(tuple(signature), size)
+            values = _SIGNATURE.unpack(data)  # the version, the signature, the size
+            return cls(values[1:-1], values[-1])
         if len(data) == _SIGNATURE_V1.size and data[0] == 1:
             return cls(_SIGNATURE_V1.unpack(data)[1:])
         raise ValueError("not a fingerprint of this format")
@@ -584,7 +588,8 @@ def _densified(bins: list[int]) -> list[int]:
 
 def similarity(a: Fingerprint, b: Fingerprint) -> float:
     """Estimated Jaccard resemblance of the two texts' shingle sets, in [0, 1]."""
-    agree = sum(1 for x, y in zip(a.signature, b.signature, strict=True) if x == y)
+    # Both signatures have NUM_HASHES values (see Fingerprint): map stops at neither's end early.
+    agree: int = sum(map(operator.eq, a.signature, b.signature))
     return agree / NUM_HASHES
 
 
@@ -602,11 +607,19 @@ def is_near_duplicate(a: Fingerprint, b: Fingerprint) -> bool:
     """True when the texts are copies of one article: similarity at least THRESHOLD, or, for a
     short article whose copy carries a lot of boilerplate, most of the shorter text contained
     in the other (CONTAINMENT) while still clearly alike (CONTAINMENT_FLOOR)."""
+    return near_duplicate_similarity(a, b) is not None
+
+
+def near_duplicate_similarity(a: Fingerprint, b: Fingerprint) -> float | None:
+    """`similarity(a, b)` when `is_near_duplicate(a, b)`, else None: storage ranks the near
+    duplicates of an article by it, and computes it once."""
     resemblance = similarity(a, b)
     if resemblance >= THRESHOLD:
-        return True
-    contained = containment(a, b)
-    return resemblance >= CONTAINMENT_FLOOR and contained is not None and contained >= CONTAINMENT
+        return resemblance
+    if resemblance < CONTAINMENT_FLOOR or not a.size or not b.size:
+        return None
+    shared = resemblance * (a.size + b.size) / (1 + resemblance)
+    return resemblance if min(1.0, shared / min(a.size, b.size)) >= CONTAINMENT else None
 
 
 def title_key(title: str, publisher: str | None = None) -> str:

@@ -21,6 +21,10 @@ from monitor.errors import StoreError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Pages read through a memory map rather than a system call each: storing an article looks up
+# dozens of near-duplicate index pages (benchmarks/lookup_bench.py). Address space, not memory:
+# the pages are the OS's file cache, shared by every connection.
+SQLITE_MMAP_BYTES = 1 << 30
 
 
 def create_db_engine(url: str) -> Engine:
@@ -60,6 +64,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed txn
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cursor.close()
 
 

@@ -149,9 +149,13 @@ class EntryGuidRow(Base):
 
 
 class FingerprintBandRow(Base):
-    """LSH bands of each article's text fingerprint: near-duplicate candidates by lookup."""
+    """LSH bands of each article's text fingerprint: near-duplicate candidates by lookup.
+
+    On SQLite a WITHOUT ROWID table: the rows are the b-tree of their key, kept once.
+    """
 
     __tablename__ = "fingerprint_bands"
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     band: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     article_id: Mapped[int] = mapped_column(

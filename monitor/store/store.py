@@ -9,6 +9,7 @@ report what they really inserted (`save_article` returns None for an article see
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import Dialect, Engine, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import dedupe
@@ -403,16 +404,29 @@ class Store:
     def prune(self, before: datetime) -> PruneReport:
         """Forget what only matters while news is fresh, for articles first seen before `before`.
 
-        Article text, summary and text fingerprint (with its near-duplicate bands) go, as do
-        delivered or failed outbox rows. What stays keeps the monitor quiet and the digest
-        whole: every URL and GUID ever seen (an old entry still in a feed is not news again),
-        titles, stories, matches with their sentences, and alerts.
+        Article text, summary and text fingerprint go, as do delivered or failed outbox rows.
+        What stays keeps the monitor quiet and the digest whole: every URL and GUID ever seen
+        (an old entry still in a feed is not news again), titles, stories, matches with their
+        sentences, and alerts.
+
+        The near-duplicate index (fingerprint bands) goes sooner: it keeps the DEDUPE_WINDOW
+        before the newest article, all that `_find_story` reads, so its size is bounded by the
+        articles of that window and not by `before`.
         """
         with self._transaction() as session:
-            old = select(ArticleRow.id).where(ArticleRow.first_seen_at < before)
-            bands = session.execute(
-                delete(FingerprintBandRow).where(FingerprintBandRow.article_id.in_(old))
+            newest = session.scalar(select(func.max(ArticleRow.first_seen_at)))
+            cutoff = before if newest is None else max(before, newest - DEDUPE_WINDOW)
+            # Ids grow with first_seen_at, so the bands to go are those under the lowest id
+            # seen since `cutoff`: a range of the article_id index, not a scan of all that
+            # was ever older. (An article stored a moment late by a concurrent process may
+            # keep its bands a little longer: lookups read the window by time all the same.)
+            first_kept = session.scalar(
+                select(func.min(ArticleRow.id)).where(ArticleRow.first_seen_at >= cutoff)
             )
+            old_bands = delete(FingerprintBandRow)
+            if first_kept is not None:
+                old_bands = old_bands.where(FingerprintBandRow.article_id < first_kept)
+            bands = session.execute(old_bands)
             texts = session.execute(
                 update(ArticleRow)
                 .where(ArticleRow.first_seen_at < before, ArticleRow.text.is_not(None))
@@ -881,35 +895,92 @@ def _remember_urls(session: Session, article_id: int, urls: list[str]) -> None:
 
 
 def _find_story(
-    session: Session, fingerprint: dedupe.Fingerprint | None, title_key: str | None
+    session: Session,
+    fingerprint: dedupe.Fingerprint | None,
+    title_key: str | None,
+    now: datetime,
 ) -> int | None:
-    """The story of the most similar stored near-duplicate, else of a same-title item."""
+    """The story of the most similar near-duplicate first seen within DEDUPE_WINDOW, else of a
+    same-title item of that window.
+
+    It runs for every article stored: one statement finds both, handed to the driver's cursor
+    as written (see `_driver_sql`), since SQLAlchemy's work for a statement of 44 parameters
+    would be more than the database's.
+    """
+    if fingerprint is None and not title_key:
+        return None
+    connection = session.connection()
+    dialect = connection.dialect
+    since = _time_parameter(dialect)(now - DEDUPE_WINDOW)
+    parts: list[str] = []
+    parameters: list[object] = []
     if fingerprint is not None:
-        candidates = session.execute(
-            select(ArticleRow.story_id, ArticleRow.fingerprint)
-            .join(FingerprintBandRow, FingerprintBandRow.article_id == ArticleRow.id)
-            .where(FingerprintBandRow.band.in_(fingerprint.bands()))
-            .distinct()
-        ).all()
-        best: tuple[float, int] | None = None
-        for story_id, stored in candidates:
-            if stored is None:
-                continue
-            other = dedupe.Fingerprint.from_bytes(stored)
-            if dedupe.is_near_duplicate(fingerprint, other):
-                score = dedupe.similarity(fingerprint, other)
-                if best is None or score > best[0]:
-                    best = (score, story_id)
-        if best is not None:
-            return best[1]
+        parts.append(_CANDIDATES)
+        parameters += (*fingerprint.bands(), since)
     if title_key:
-        return session.scalar(
-            select(ArticleRow.story_id)
-            .where(ArticleRow.title_key == title_key)
-            .order_by(ArticleRow.id)
-            .limit(1)
-        )
-    return None
+        parts.append(_SAME_TITLE)
+        parameters += (title_key, since)
+    statement = _driver_sql(" UNION ALL ".join(parts), dialect.paramstyle)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(statement, parameters)
+        rows = cursor.fetchall()
+    except dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy raises it: `_transaction` turns an OperationalError into StoreError.
+        raise DBAPIError.instance(statement, parameters, exc, dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
+    best: tuple[float, int] | None = None
+    same_title: int | None = None
+    for story_id, stored, by_title in rows:
+        if by_title:
+            same_title = int(story_id)
+        elif stored is not None and fingerprint is not None:
+            other = dedupe.Fingerprint.from_bytes(bytes(stored))
+            score = dedupe.near_duplicate_similarity(fingerprint, other)
+            if score is not None and (best is None or score > best[0]):
+                best = (score, int(story_id))
+    return best[1] if best is not None else same_title
+
+
+# Re-publications of a story come within days. An article is compared only with those first
+# seen this long before it, and `Store.prune` drops the bands of older ones: the near-duplicate
+# index holds this window of articles, however long their text is kept.
+DEDUPE_WINDOW = timedelta(days=14)
+
+# The statements of `_find_story`, "?" standing for a parameter. Candidates: the article ids
+# under any of the fingerprint's bands, read from the index of (band, article id) alone, then
+# one primary-key read of each article. Every fingerprint has BANDS bands (a repeated one is a
+# repeated value), so each statement has one text, prepared once by the database.
+_BAND_PLACEHOLDERS = ", ".join("?" * dedupe.BANDS)  # no data goes into the text
+_CANDIDATES = (
+    "SELECT story_id, fingerprint, 0 AS by_title FROM articles WHERE id IN "  # noqa: S608
+    f"(SELECT article_id FROM fingerprint_bands WHERE band IN ({_BAND_PLACEHOLDERS}))"
+    " AND first_seen_at >= ?"
+)
+_SAME_TITLE = (
+    "SELECT * FROM (SELECT story_id, fingerprint, 1 AS by_title FROM articles "
+    "WHERE title_key = ? AND first_seen_at >= ? ORDER BY id LIMIT 1) AS same_title"
+)
+
+
+@functools.cache
+def _driver_sql(statement: str, paramstyle: str) -> str:
+    """`statement` with the driver's placeholders: "?" (sqlite3) or "%s" (psycopg)."""
+    if paramstyle == "qmark":
+        return statement
+    if paramstyle in ("format", "pyformat"):
+        return statement.replace("%", "%%").replace("?", "%s")
+    raise StoreError(f"unsupported database driver paramstyle {paramstyle!r}")
+
+
+@functools.lru_cache(maxsize=16)  # one per engine's dialect
+def _time_parameter(dialect: Dialect) -> Callable[[datetime], object]:
+    """A time as the driver takes it for `first_seen_at`, as SQLAlchemy would bind it."""
+    process = ArticleRow.__table__.c.first_seen_at.type.dialect_impl(dialect).bind_processor(
+        dialect
+    )
+    return process if process is not None else (lambda moment: moment)
 
 
 def _insert_article(
@@ -922,7 +993,7 @@ def _insert_article(
     destinations: Destinations,
     now: datetime,
 ) -> StoredArticle:
-    story_id = _find_story(session, fingerprint, title_key)
+    story_id = _find_story(session, fingerprint, title_key, now)
     new_story = story_id is None
     if story_id is None:
         story = StoryRow(title=article.title, url=article.link, created_at=now)
@@ -952,8 +1023,11 @@ def _insert_article(
     if article.guid:
         session.add(EntryGuidRow(source=article.source, guid=article.guid[:500], article_id=row.id))
     if fingerprint is not None:
-        session.add_all(
-            FingerprintBandRow(band=b, article_id=row.id) for b in set(fingerprint.bands())
+        # Some forty rows for every article: one executemany, not forty ORM objects (a third
+        # of the main process's CPU per article went to them).
+        session.execute(
+            insert(FingerprintBandRow),
+            [{"band": b, "article_id": row.id} for b in set(fingerprint.bands())],
         )
     session.add_all(
         MatchRow(article_id=row.id, topic=m.topic, words=list(m.words), sentence=m.sentence)
