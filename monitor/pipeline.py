@@ -121,8 +121,7 @@ async def refresh_source(source: Source, ctx: PollContext) -> SourceReport:
 
     candidates = candidates_from(listing.parsed.entries)
     fresh = await asyncio.to_thread(ctx.store.unseen, source.name, candidates)
-    articles = await asyncio.gather(*(_read_article(source, c, ctx) for c in fresh))
-    stored = [s for s in [await _store(article, ctx) for article in articles] if s is not None]
+    stored = await _read_and_store(source, fresh, ctx)
 
     polled = replace(
         state, etag=listing.etag, last_modified=listing.last_modified, body_hash=listing.body_hash
@@ -176,6 +175,34 @@ def candidates_from(entries: Sequence[Entry]) -> list[Candidate]:
         except UrlError:
             continue
     return candidates
+
+
+async def _read_and_store(
+    source: Source, fresh: Sequence[Candidate], ctx: PollContext
+) -> list[StoredArticle]:
+    """Read every new entry concurrently; store each, in the feed's order, as soon as it and
+    the entries before it are read.
+
+    Storing (matching, fingerprints, the database) then overlaps the extraction of the pages
+    still in the workers, instead of waiting for the source's last page: with every source
+    storing at the end, the stores of a large poll ran after all extraction, on one core.
+    """
+    reads = [asyncio.create_task(_read_article(source, c, ctx)) for c in fresh]
+    stored: list[StoredArticle] = []
+    try:
+        for read in reads:
+            saved = await _store(await read, ctx)
+            if saved is not None:
+                stored.append(saved)
+    finally:
+        # A bug in one read, or the poll being cancelled: the reads still running stop too,
+        # and the errors of those that also failed count as seen (the first one is raised).
+        for read in reads:
+            if not read.done():
+                read.cancel()
+            elif not read.cancelled():
+                read.exception()
+    return stored
 
 
 async def _read_article(source: Source, candidate: Candidate, ctx: PollContext) -> Article:
