@@ -2,7 +2,11 @@
 
     every tick (5 s)    re-read the config files if they changed; lease the sources whose
                         `next_poll_at` has come and poll each in its own task
-    every 5 s           deliver due outbox rows (at once, too, after a poll made alerts)
+    when due            a source this process polled is polled again the moment it is due
+                        (a timer set from the `next_poll_at` its poll wrote), not at the first
+                        tick after: with the 5 s tick alone, `every: 60s` meant up to 65 s
+    every 5 s           deliver due outbox rows (at once, too, after a poll made alerts), one
+                        lane per destination: channels do not wait for each other
     every minute        the daily digest job (sends only when one is due)
     every hour          retention: article text older than `retention_days` is dropped
     always              /healthz and /metrics on `http.listen`, from a thread
@@ -73,7 +77,8 @@ _T = TypeVar("_T")
 
 TICK_ENV = "MONITOR_TICK_SECONDS"
 LEASE_PREFIX = "run:"
-DELIVERY_BATCH = 20  # rows per delivery pass: a stop request is honoured between passes
+DELIVERY_SCAN = 100  # due outbox rows read at a time (see `deliver_due`)
+WAKE_MARGIN = 0.05  # seconds after `next_poll_at` a timer fires: due by then, whatever the clocks
 MAX_NOTICE_PROBLEMS = 10
 RESTART_SETTINGS = ("database_url", "http.listen")
 
@@ -250,10 +255,14 @@ class Service:
         self._hurry = asyncio.Event()
         self._stopping = False
         self._polls: dict[str, asyncio.Task[None]] = {}
+        self._wakes: dict[str, asyncio.TimerHandle] = {}  # source -> its next poll's timer
         self._jobs: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._delivering = False
         self._delivery_wanted = False
+        # Set when delivery must stop between rows: at stop (a normal round), or when the final
+        # round at stop runs out of time. Read from the delivery threads.
+        self._delivery_cut = threading.Event()
         self._final_delivery: asyncio.Task[None] | None = None
         self._last_tick = time.monotonic()
         # Config files: a change is acted on once the same bytes were seen at two ticks in a
@@ -321,6 +330,9 @@ class Service:
         self._stopping = True
         if self._scheduler is not None:
             self._scheduler.pause()  # no job starts from now on
+        for wake in self._wakes.values():
+            wake.cancel()
+        self._wakes.clear()
         deadline = asyncio.get_running_loop().time() + self.timing.grace
         in_flight = {*self._polls.values(), *self._jobs, *self._background}
         if in_flight:
@@ -332,6 +344,7 @@ class Service:
             self._wake_delivery()
         if self._final_delivery is not None:
             late += await self._finish({self._final_delivery}, deadline)
+        self._delivery_cut.set()  # a delivery thread still running stops before its next row
         for task in late:
             task.cancel()
         if late:
@@ -389,10 +402,15 @@ class Service:
         await self.check_config()
         if self._stop.is_set():
             return
+        await self._start_polls(
+            [s.name for s in self.config.sources if s.enabled and s.name not in self._polls]
+        )
+
+    async def _start_polls(self, candidates: list[str]) -> None:
+        """Lease those of `candidates` that are due and poll each in a task of its own."""
         config, ctx = self.config, self._ctx
         assert ctx is not None  # set by run() before the scheduler starts
         now = datetime.now(UTC)
-        candidates = [s.name for s in config.sources if s.enabled and s.name not in self._polls]
         leased = await asyncio.to_thread(
             self.store.lease_sources,
             candidates,
@@ -404,9 +422,14 @@ class Service:
         if self._stop.is_set():  # the stop came while we were leasing: give them back
             await asyncio.to_thread(self.store.release_sources, leased, self.owner)
             return
+        sources = {s.name: s for s in config.sources}
         for name in leased:
+            # A tick and a source's timer can lease the same source (the lease is ours either
+            # way): the one that got here first polls it.
+            if name in self._polls or name not in sources:
+                continue
             self._polls[name] = asyncio.create_task(
-                self._poll(config.source(name), ctx), name=f"poll:{name}"
+                self._poll(sources[name], ctx), name=f"poll:{name}"
             )
 
     async def _poll(self, source: Source, ctx: PollContext) -> None:
@@ -419,24 +442,53 @@ class Service:
         finally:
             self._polls.pop(source.name, None)
             with contextlib.suppress(StoreError):
-                await asyncio.to_thread(self.store.release_sources, [source.name], self.owner)
+                due = await asyncio.to_thread(self._release, source.name)
+                self._wake_at(source.name, due)
+
+    def _release(self, name: str) -> datetime | None:
+        """Give back the source's lease; returns when it is due next (written by its poll)."""
+        self.store.release_sources([name], self.owner)
+        return self.store.source_state(name).next_poll_at
+
+    def _wake_at(self, name: str, due: datetime | None) -> None:
+        """Poll `name` again the moment it is due (a tick would find it up to a tick later)."""
+        old = self._wakes.pop(name, None)
+        if old is not None:
+            old.cancel()
+        if due is None or self._stopping:
+            return
+        delay = max(0.0, (due - datetime.now(UTC)).total_seconds()) + WAKE_MARGIN
+        loop = asyncio.get_running_loop()
+        self._wakes[name] = loop.call_later(delay, self._wake, name)
+
+    def _wake(self, name: str) -> None:
+        self._wakes.pop(name, None)
+        if self._stopping or name in self._polls:
+            return
+        if not any(s.name == name and s.enabled for s in self.config.sources):
+            return  # removed or disabled by a config edit meanwhile
+        self._keep(self._job("wake", lambda: self._start_polls([name])))
 
     async def _deliver(self, *, final: bool = False) -> None:
-        """Deliver due outbox rows, a batch at a time, until none is left (or we stop; the
+        """Deliver due outbox rows until none is left (or we stop: between two rows; the
         `final` round at stop goes on until none is left or the stop deadline)."""
+
+        def keep_going() -> bool:
+            return not self._delivery_cut.is_set() and (final or not self._stopping)
+
         self._delivering = True
         try:
-            while final or not self._stopping:
+            while keep_going():
                 self._delivery_wanted = False
-                report = await _in_thread(
+                await _in_thread(
                     deliver_due,
                     self.store,
                     self._notifiers,
                     lambda: datetime.now(UTC),
-                    DELIVERY_BATCH,
+                    DELIVERY_SCAN,
+                    keep_going,
                 )
-                handled = report.sent + report.retried + report.failed
-                if handled < DELIVERY_BATCH and not self._delivery_wanted:
+                if not self._delivery_wanted:
                     break
         finally:
             self._delivering = False

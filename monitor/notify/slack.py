@@ -212,6 +212,7 @@ class SlackNotifier:
         self._channels: dict[str, str] = {}  # channel name (no '#', lower case) -> ID
         self._unlisted: set[str] = set()  # names whose ID could not be looked up (yet)
         self._channels_lock = threading.Lock()
+        self._lookup_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SlackNotifier(base_url={self._base_url!r})"
@@ -297,6 +298,15 @@ class SlackNotifier:
         with self._channels_lock:
             if name in self._channels:
                 return self._channels[name]
+        # One listing at a time: delivery lanes of several channels start together, and the
+        # first listing usually answers for all of them.
+        with self._lookup_lock:
+            with self._channels_lock:
+                if name in self._channels:
+                    return self._channels[name]
+            return self._look_up(channel, name)
+
+    def _look_up(self, channel: str, name: str) -> str:
         try:
             channels = self._list_channels()  # a channel may have been created since
         except (SlackApiError, SlackRequestError) as exc:
