@@ -70,6 +70,10 @@ class PollContext:
 
     def __post_init__(self) -> None:
         self.matcher = rules.compile_topics(self.config.topics)
+        # Per source, the (URL, GUID) of every entry its last listing held, all stored by then.
+        # Being seen is permanent (prune keeps every URL and GUID), so this can never be stale
+        # in the direction that matters: it only spares asking storage again.
+        self.seen_entries: dict[str, frozenset[tuple[str, str | None]]] = {}
 
     def destinations(self, topics: tuple[str, ...]) -> tuple[str, ...]:
         return alert_destinations(topics, self.config.settings, self.outputs)
@@ -120,8 +124,14 @@ async def refresh_source(source: Source, ctx: PollContext) -> SourceReport:
         return _logged(SourceReport(source.name, "unchanged", ms=_ms(started)))
 
     candidates = candidates_from(listing.parsed.entries)
-    fresh = await asyncio.to_thread(ctx.store.unseen, source.name, candidates)
+    # Entries this process already knows are stored need no database round trip: most of a
+    # changed feed is entries seen at the last poll. Storage is still asked about the rest.
+    known = ctx.seen_entries.get(source.name, frozenset())
+    maybe_new = [c for c in candidates if _entry_key(c) not in known]
+    fresh = await asyncio.to_thread(ctx.store.unseen, source.name, maybe_new) if maybe_new else []
     stored = await _read_and_store(source, fresh, ctx)
+    # Every entry of the listing is stored now (or was before): remember this listing's keys.
+    ctx.seen_entries[source.name] = frozenset(_entry_key(c) for c in candidates)
 
     polled = replace(
         state, etag=listing.etag, last_modified=listing.last_modified, body_hash=listing.body_hash
@@ -164,6 +174,10 @@ async def refresh_sources(sources: Sequence[Source], ctx: PollContext) -> list[S
 
 
 # --- the steps -------------------------------------------------------------------------------
+
+
+def _entry_key(candidate: Candidate) -> tuple[str, str | None]:
+    return candidate.url, candidate.entry.guid
 
 
 def candidates_from(entries: Sequence[Entry]) -> list[Candidate]:
