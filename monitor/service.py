@@ -67,6 +67,7 @@ from monitor.notify.digest import DigestResult, recover_interrupted_digests, sen
 from monitor.notify.email import SmtpSender
 from monitor.notify.outbox import deliver_due
 from monitor.notify.routing import Outputs, configured_outputs, notice_destinations
+from monitor.notify.slack import SlackNotifier
 from monitor.pipeline import PollContext, refresh_sources
 from monitor.runtime import lease_owner, lease_until, notifiers, protect_secrets
 from monitor.store import PruneReport, Store
@@ -596,7 +597,11 @@ class Service:
         self.config = config
         self._fetcher = fetcher
         self.outputs = configured_outputs(config.settings, self._environ)
+        previous = self._notifiers.get("slack")
         self._notifiers = notifiers(config, self.outputs, self._console, self.store)
+        current = self._notifiers.get("slack")
+        if isinstance(previous, SlackNotifier) and isinstance(current, SlackNotifier):
+            current.adopt(previous)  # channel IDs Slack taught us, and each channel's pace
         self._ctx = PollContext(config, self.store, fetcher, self._extractor, self.outputs)
 
     async def _retire(self, fetcher: HttpFetcher, users: list[asyncio.Task[None]]) -> None:

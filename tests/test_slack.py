@@ -35,6 +35,7 @@ from monitor.models import AlertMessage, Article, Delivery, StoredArticle, Topic
 from monitor.notify.outbox import FIRST_RETRY, DeliveryReport, Notifier, deliver_due
 from monitor.notify.routing import Outputs, alert_destinations, notice_destinations
 from monitor.notify.slack import (
+    ID_WAIT,
     MIN_INTERVAL,
     ChannelPacer,
     SlackNotifier,
@@ -1080,3 +1081,59 @@ def test_without_conversations_list_the_name_is_used_and_the_id_learned(world: W
     assert len(world.slack.messages("#ussm-watch")) == 2  # found, not posted twice
     (history,) = world.slack.calls("conversations.history")
     assert history.args["channel"] == world.slack.channel_id("#ussm-watch")
+
+
+def test_a_row_waiting_for_an_unknown_channel_id_goes_soon_after_it_is_learned(
+    world: World,
+) -> None:
+    """A restarted process that cannot list channels must check the history before re-posting
+    a dropped message, and cannot until a message posted there teaches it the channel's ID. It
+    looks again every ID_WAIT, a wait that does not grow: once the ID is learned the row goes
+    within ID_WAIT, however long it had been waiting."""
+    world.slack.fail_next("api_error", 100, method="conversations.list", error="unknown_method")
+    first = world.save(article("https://dawn.com/dropped"), USSM)
+    assert first and first.alert_id
+    world.slack.fail_next("drop")  # Slack takes the message; its answer never comes back
+    assert world.deliver() == DeliveryReport(retried=1)
+
+    restarted = world.slack_notifier()  # knows no channel IDs, and cannot list them
+    for _ in range(6):  # three minutes of looking: still waiting, and never posted again
+        world.clock.advance(max(FIRST_RETRY, ID_WAIT).total_seconds())
+        assert world.deliver(restarted) == DeliveryReport(retried=1)
+    row = world.row(first.alert_id, "slack:#ussm-watch")
+    assert row.state == "pending" and row.attempts == 1
+    assert row.next_attempt_at == world.clock() + ID_WAIT
+
+    # Another alert to the channel is posted (it needs no check) and teaches the ID.
+    world.clock.advance(1)
+    second = world.save(article("https://geo.tv/second", outlet="geo.tv", seed=2), USSM)
+    assert second and second.alert_id
+    assert world.deliver(restarted) == DeliveryReport(sent=1)
+    world.clock.advance(ID_WAIT.total_seconds())
+    assert world.deliver(restarted) == DeliveryReport(sent=1)  # found in the history
+    assert len(world.slack.messages("#ussm-watch")) == 2  # the dropped one was not re-posted
+    assert world.row(first.alert_id, "slack:#ussm-watch").state == "sent"
+
+
+def test_a_notifier_after_a_config_reload_keeps_the_channel_ids_slack_taught(
+    world: World,
+) -> None:
+    """A bot without channels:read learns a channel's ID from Slack's answers only; the
+    notifier a config reload builds adopts them, so a dropped message can still be looked for
+    in the history at once instead of waiting for another message to teach the ID again."""
+    world.slack.fail_next("api_error", 100, method="conversations.list", error="unknown_method")
+    first = world.save(article("https://dawn.com/first"), USSM)
+    assert first and first.alert_id
+    assert world.deliver() == DeliveryReport(sent=1)  # its answer taught the channel's ID
+    world.clock.advance(2)
+    second = world.save(article("https://geo.tv/second", outlet="geo.tv", seed=2), USSM)
+    assert second and second.alert_id
+    world.slack.fail_next("drop")
+    assert world.deliver() == DeliveryReport(retried=1)
+
+    reloaded = world.slack_notifier()
+    reloaded.adopt(world.notifier)  # type: ignore[arg-type]
+    world.clock.advance(FIRST_RETRY.total_seconds())
+    assert world.deliver(reloaded) == DeliveryReport(sent=1)  # found in the history
+    assert len(world.slack.messages("#ussm-watch")) == 2
+    assert len(world.slack.calls("conversations.history")) == 1

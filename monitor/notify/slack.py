@@ -11,7 +11,8 @@ Bot-token mode, for one outbox row:
         -> look for our metadata in the channel (or thread; an API without
            conversations.replies: the channel's history); found: its ts, nothing posted;
            the channel's ID unknown (no channels:read, nothing posted there yet by this
-           process): wait, temporarily, until a message there teaches it
+           process): DeliveryDeferred (ID_WAIT, no growing back-off) until a message there
+           teaches it
     otherwise -> chat.postMessage (a thread reply when the story has a message in the channel);
         a top-level message becomes the story's thread in that channel
 
@@ -71,6 +72,10 @@ _sdk_log.propagate = False
 MIN_INTERVAL = 1.0  # seconds between two messages to one channel: Slack's posting rate
 MAX_SLEEP = 2.0  # a longer pause (Retry-After) is left to the outbox instead of blocking
 ROOT_WAIT = timedelta(seconds=5)  # a follow-up waiting for its story's first message
+# A row that must check the channel's history while the channel's ID is unknown looks again
+# this often: it is waiting for another message to teach the ID, not for Slack to recover, so
+# its wait does not grow with each look the way a retry's back-off does.
+ID_WAIT = timedelta(seconds=30)
 DEFAULT_RETRY_AFTER = 30  # seconds, when a 429 has no usable Retry-After
 # The exactly-once check reads history from a little before the row was written (clock skew
 # between us and Slack) up to now, newest first, page by page.
@@ -217,6 +222,22 @@ class SlackNotifier:
     def __repr__(self) -> str:
         return f"SlackNotifier(base_url={self._base_url!r})"
 
+    def adopt(self, previous: SlackNotifier) -> None:
+        """Carry on from the notifier a config reload replaces: share its channel IDs and pace.
+
+        A bot without `channels:read` learns a channel's ID only from Slack's answers, and a
+        row whose earlier attempt may have arrived waits for that ID; a reload must not forget
+        it. Shared rather than copied, since a delivery round still running with `previous`
+        may post (and learn, and pace) a little longer. Not across Slack workspaces' APIs.
+        """
+        if previous._base_url != self._base_url:
+            return
+        self._channels = previous._channels
+        self._unlisted = previous._unlisted
+        self._channels_lock = previous._channels_lock
+        self._lookup_lock = previous._lookup_lock
+        self._pacer = previous._pacer
+
     def deliver(self, delivery: Delivery) -> str:
         """Post the row's message (or find it already posted); returns its Slack ts."""
         channel = delivery.destination.split(":", 1)[1]
@@ -337,11 +358,12 @@ class SlackNotifier:
         with self._channels_lock:
             unknown = channel_id == channel and name in self._unlisted
         if unknown and not _CHANNEL_ID.fullmatch(channel_id):
-            raise TemporaryDeliveryError(
+            raise DeliveryDeferred(
                 f"cannot look in {channel} for an earlier copy before sending again: its "
                 "channel ID is not known yet, as the bot cannot list channels (give it "
                 "channels:read, or route to the channel ID); the next message posted there "
-                "teaches it"
+                "teaches it",
+                retry_after=self._clock() + ID_WAIT,
             )
 
     def _learn_channel(self, channel: str, response: SlackResponse) -> None:
