@@ -596,9 +596,13 @@ def similarity(a: Fingerprint, b: Fingerprint) -> float:
 def containment(a: Fingerprint, b: Fingerprint) -> float | None:
     """Estimated share of the shorter text's shingles found in the other, or None when a size
     is unknown. From resemblance J and the sizes: |A ∩ B| = J (|A| + |B|) / (1 + J)."""
+    return _containment(a, b, similarity(a, b))
+
+
+def _containment(a: Fingerprint, b: Fingerprint, resemblance: float) -> float | None:
+    """`containment(a, b)` from their resemblance, already computed."""
     if not a.size or not b.size:
         return None
-    resemblance = similarity(a, b)
     shared = resemblance * (a.size + b.size) / (1 + resemblance)
     return min(1.0, shared / min(a.size, b.size))
 
@@ -616,10 +620,10 @@ def near_duplicate_similarity(a: Fingerprint, b: Fingerprint) -> float | None:
     resemblance = similarity(a, b)
     if resemblance >= THRESHOLD:
         return resemblance
-    if resemblance < CONTAINMENT_FLOOR or not a.size or not b.size:
+    if resemblance < CONTAINMENT_FLOOR:
         return None
-    shared = resemblance * (a.size + b.size) / (1 + resemblance)
-    return resemblance if min(1.0, shared / min(a.size, b.size)) >= CONTAINMENT else None
+    contained = _containment(a, b, resemblance)
+    return resemblance if contained is not None and contained >= CONTAINMENT else None
 
 
 def title_key(title: str, publisher: str | None = None) -> str:
