@@ -33,6 +33,7 @@ from monitor.config import FetchSettings
 from monitor.errors import FetchError, FetchRefused, FetchTooLarge
 from monitor.fetch import (
     AddressPolicy,
+    AsyncioBackend,
     BoundedDecoder,
     GuardedBackend,
     HttpFetcher,
@@ -41,6 +42,7 @@ from monitor.fetch import (
     parse_retry_after,
 )
 from monitor.models import FetchFailed, FetchOk, FetchOutcome, NotModified
+from tests.smtp import TLS_FILES
 from tests.web import LocalWeb
 
 NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -115,7 +117,7 @@ def network(monkeypatch: pytest.MonkeyPatch) -> Network:
     Name lookups are forced numeric (AI_NUMERICHOST), so no test can send a DNS query either.
     """
     net = Network()
-    real_connect = httpcore.AnyIOBackend.connect_tcp
+    real_connect = AsyncioBackend.connect_tcp
     real_getaddrinfo = socket.getaddrinfo
 
     def numeric_getaddrinfo(
@@ -124,7 +126,7 @@ def network(monkeypatch: pytest.MonkeyPatch) -> Network:
         return real_getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
 
     async def connect_tcp(
-        self: httpcore.AnyIOBackend, host: str, port: int, *args: Any, **kwargs: Any
+        self: AsyncioBackend, host: str, port: int, *args: Any, **kwargs: Any
     ) -> httpcore.AsyncNetworkStream:
         net.dialed.append((host, port))
         target = net.aliases.get(host, host)
@@ -132,7 +134,7 @@ def network(monkeypatch: pytest.MonkeyPatch) -> Network:
             raise AssertionError(f"test tried to connect to {host}:{port}")
         return await real_connect(self, target, port, *args, **kwargs)
 
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", connect_tcp)
+    monkeypatch.setattr(AsyncioBackend, "connect_tcp", connect_tcp)
     monkeypatch.setattr(socket, "getaddrinfo", numeric_getaddrinfo)
     return net
 
@@ -1204,6 +1206,84 @@ def test_garbage_instead_of_http_is_a_failure_value(web: LocalWeb) -> None:
         h.close_connection = True
 
     failed(fetch(make_settings(web.host), web.handle("/ssh", handler)), "transport")
+
+
+# --- connections: TLS and reuse (monitor.fetch.AsyncioBackend) -----------------------------------
+
+
+@pytest.fixture
+def tls_web() -> Iterator[LocalWeb]:
+    """LocalWeb over HTTPS, with the test CA's certificate for 127.0.0.1."""
+    with LocalWeb(tls=TLS_FILES.server_context()) as local:
+        yield local
+
+
+def fetch_all_over_one_fetcher(
+    settings: FetchSettings, urls: list[str], *, pause: float = 0.0, **extra: Any
+) -> list[FetchOutcome]:
+    """The URLs one after another through one HttpFetcher (so connections can be reused)."""
+
+    async def run() -> list[FetchOutcome]:
+        outcomes = []
+        async with HttpFetcher(settings, **extra) as fetcher:
+            for url in urls:
+                outcomes.append(await fetcher.fetch(url))
+                await asyncio.sleep(pause)
+        return outcomes
+
+    return asyncio.run(run())
+
+
+def test_https_page_is_fetched_over_a_verified_connection_and_reused(tls_web: LocalWeb) -> None:
+    first = tls_web.add("/a", b"first page")
+    second = tls_web.add("/b", b"second page")
+
+    outcomes = fetch_all_over_one_fetcher(
+        make_settings(tls_web.host), [first, second], ssl_context=TLS_FILES.client_context()
+    )
+
+    assert [o.body for o in outcomes if isinstance(o, FetchOk)] == [b"first page", b"second page"]
+    assert first.startswith("https://")
+    # Both requests came over one kept-alive TLS connection: one client port.
+    assert len({r.client_port for r in tls_web.requests}) == 1
+
+
+def test_https_with_a_certificate_nobody_vouches_for_is_a_transport_failure(
+    tls_web: LocalWeb,
+) -> None:
+    url = tls_web.add("/", b"secret")
+
+    outcome = failed(fetch(make_settings(tls_web.host), url), "transport")
+
+    assert "CERTIFICATE_VERIFY_FAILED" in outcome.error
+    assert tls_web.requests == []
+
+
+def test_tls_handshake_with_a_server_that_never_answers_times_out(network: Network) -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        host = f"127.0.0.1:{silent.getsockname()[1]}"
+
+        outcome = fetch(make_settings(host, timeout="1s"), f"https://{host}/")
+
+    failed(outcome, "timeout")
+
+
+def test_idle_connection_the_server_closed_is_not_reused(web: LocalWeb) -> None:
+    def answer_then_hang_up(h: BaseHTTPRequestHandler) -> None:
+        # A keep-alive answer (no "Connection: close"), then the server drops the connection,
+        # as servers do with idle ones: the next request must go over a new connection.
+        send_head(h, "Content-Length: 2")
+        write_raw(h, b"ok")
+        h.close_connection = True
+
+    url = web.handle("/once", answer_then_hang_up)
+
+    outcomes = fetch_all_over_one_fetcher(make_settings(web.host), [url, url, url], pause=0.1)
+
+    assert [type(o).__name__ for o in outcomes] == ["FetchOk"] * 3, outcomes
+    assert len({r.client_port for r in web.requests}) == 3
 
 
 # --- concurrency limits --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,12 +28,17 @@ class SeenRequest:
     method: str
     path: str
     headers: dict[str, str]
+    client_port: int = 0  # tells which connection the request came over
 
 
 class LocalWeb:
-    """`with LocalWeb() as web: web.add("/feed.xml", body, content_type="application/rss+xml")`."""
+    """`with LocalWeb() as web: web.add("/feed.xml", body, content_type="application/rss+xml")`.
 
-    def __init__(self) -> None:
+    With `tls` (a server context), it speaks HTTPS and its URLs start with https://.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.scheme = "https" if tls else "http"
         self.routes: dict[str, Route] = {}
         self.requests: list[SeenRequest] = []
         self._lock = threading.Lock()
@@ -76,6 +82,8 @@ class LocalWeb:
                 return  # quiet: tests read `web.requests` instead
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         # A short poll interval: shutting the server down at the end of a test is then quick.
         self.thread = threading.Thread(
@@ -83,12 +91,10 @@ class LocalWeb:
         )
 
     def _record(self, handler: BaseHTTPRequestHandler) -> None:
+        headers = {k: v for k, v in handler.headers.items()}
+        seen = SeenRequest(handler.command, handler.path, headers, handler.client_address[1])
         with self._lock:
-            self.requests.append(
-                SeenRequest(
-                    handler.command, handler.path, {k: v for k, v in handler.headers.items()}
-                )
-            )
+            self.requests.append(seen)
 
     @property
     def host(self) -> str:
@@ -96,7 +102,7 @@ class LocalWeb:
         return f"127.0.0.1:{self.server.server_address[1]}"
 
     def url(self, path: str = "/") -> str:
-        return f"http://{self.host}{path}"
+        return f"{self.scheme}://{self.host}{path}"
 
     def add(
         self,
