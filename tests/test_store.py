@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -15,6 +16,7 @@ from monitor import dedupe
 from monitor.models import Article, Entry, SourceState, StoredArticle, TopicMatch
 from monitor.store import Candidate, Store
 from monitor.store.db import create_db_engine, migrate
+from monitor.store.driver import driver_transaction
 from monitor.store.schema import AlertRow, ArticleUrlRow, Base, OutboxRow
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -96,6 +98,69 @@ def test_source_state_round_trips(store: Store) -> None:
     assert store.source_state("dawn") == state
     store.save_source_state(replace(state, consecutive_failures=0, parked=False))
     assert store.source_states()["dawn"].consecutive_failures == 0
+
+
+def test_every_field_of_a_source_state_reads_back_the_same_by_driver_sql_and_by_the_orm(
+    store: Store,
+) -> None:
+    # save_source_state and source_state use driver SQL (store/driver.py); source_states and
+    # save_source_state_with_notice the ORM: both must see the very same values.
+    state = SourceState(
+        name="dawn-ملتان",
+        next_poll_at=NOW + timedelta(microseconds=123_456),
+        interval_seconds=420,
+        last_polled_at=NOW - timedelta(minutes=1),
+        last_success_at=NOW - timedelta(hours=1),
+        last_new_item_at=NOW - timedelta(days=2),
+        last_error="HTTP 503 – «Service Unavailable»",
+        last_error_at=NOW - timedelta(seconds=30),
+        last_problem="3 entries without a link",
+        consecutive_failures=4,
+        retry_after_until=NOW + timedelta(hours=24),
+        parked=True,
+        down_notified=True,
+        etag='W/"abc"',
+        last_modified="Mon, 23 Nov 2026 07:00:00 GMT",
+        body_hash="f" * 64,
+        items_total=1234,
+        polls_total=99,
+        failures_total=12,
+        typical_gap_seconds=3600,
+    )
+    store.save_source_state(state)
+    assert store.source_state(state.name) == state
+    assert store.source_states()[state.name] == state
+
+    changed = replace(state, parked=False, down_notified=False, etag=None, next_poll_at=NOW)
+    store.save_source_state_with_notice(changed, "up:dawn", {"kind": "up"}, ["console"], NOW)
+    assert store.source_state(state.name) == changed
+
+
+def test_saving_a_source_state_keeps_its_lease(store: Store) -> None:
+    assert store.lease_sources(
+        ["dawn"], owner="run-1", now=NOW, until=NOW + timedelta(minutes=5), due_only=False
+    ) == ["dawn"]
+    store.save_source_state(SourceState(name="dawn", next_poll_at=NOW + timedelta(minutes=15)))
+    assert (
+        store.lease_sources(
+            ["dawn"], owner="poll-2", now=NOW, until=NOW + timedelta(minutes=5), due_only=False
+        )
+        == []
+    )
+
+
+def test_a_driver_transaction_that_fails_stores_nothing(store: Store) -> None:
+    insert = (
+        "INSERT INTO sources (name, consecutive_failures, parked, down_notified, "
+        "items_total, polls_total, failures_total) VALUES (?, 0, ?, ?, 0, 0, 0)"
+    )
+    with (
+        pytest.raises(sa.exc.IntegrityError),
+        driver_transaction(store.engine, write=True) as statements,
+    ):
+        statements.execute(insert, ["ghost", False, False])
+        statements.execute(insert, ["ghost", False, False])  # the same key again
+    assert store.source_states() == {}
 
 
 def test_due_sources_are_the_never_polled_and_the_overdue(store: Store) -> None:

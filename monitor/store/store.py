@@ -34,6 +34,7 @@ from monitor.models import (
     TopicMatch,
 )
 from monitor.store.db import create_db_engine, migrate
+from monitor.store.driver import ColumnCodec, driver_transaction, placeholders
 from monitor.store.schema import (
     AlertRow,
     ArticleRow,
@@ -106,6 +107,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._state_codec = ColumnCodec(_STATE_COLUMNS, engine.dialect)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -137,18 +139,22 @@ class Store:
     # --- sources ---------------------------------------------------------------------------
 
     def source_state(self, name: str) -> SourceState:
-        """The stored state of a source; a fresh (due now) state when it was never polled."""
-        with self._transaction() as session:
-            row = session.get(SourceRow, name)
-            return _state_from_row(row) if row else SourceState(name=name)
+        """The stored state of a source; a fresh (due now) state when it was never polled.
+
+        This and `save_source_state` run for every source on every poll: driver SQL (see
+        `driver.py`), not the ORM."""
+        with driver_transaction(self.engine, write=False) as statements:
+            row = statements.execute(_SELECT_STATE, [name]).fetchone()
+        return SourceState(*self._state_codec.result(row)) if row else SourceState(name=name)
 
     def source_states(self) -> dict[str, SourceState]:
         with self._transaction() as session:
             return {row.name: _state_from_row(row) for row in session.scalars(select(SourceRow))}
 
     def save_source_state(self, state: SourceState) -> None:
-        with self._transaction() as session:
-            _save_source_state(session, state)
+        values = self._state_codec.bind(dataclasses.astuple(state))
+        with driver_transaction(self.engine, write=True) as statements:
+            statements.execute(_UPSERT_STATE, values)
 
     def save_source_state_with_notice(
         self,
@@ -196,18 +202,16 @@ class Store:
         seen_guids: set[str] = set()
         urls = list({c.url for c in candidates})
         guids = list({c.entry.guid for c in candidates if c.entry.guid})
-        with self._transaction() as session:
+        # Driver SQL: this runs for every changed listing (see `driver.py`).
+        with driver_transaction(self.engine, write=False) as statements:
             for chunk in _chunks(urls):
                 seen_urls.update(
-                    session.scalars(select(ArticleUrlRow.url).where(ArticleUrlRow.url.in_(chunk)))
+                    url for (url,) in statements.execute(_seen_urls_sql(len(chunk)), chunk)
                 )
             for chunk in _chunks(guids):
                 seen_guids.update(
-                    session.scalars(
-                        select(EntryGuidRow.guid).where(
-                            EntryGuidRow.source == source, EntryGuidRow.guid.in_(chunk)
-                        )
-                    )
+                    guid
+                    for (guid,) in statements.execute(_seen_guids_sql(len(chunk)), [source, *chunk])
                 )
         fresh: list[Candidate] = []
         taken: set[str] = set()
@@ -862,6 +866,25 @@ def _queue_notice(
     )
     session.flush()  # a key queued meanwhile by another process fails here, in the transaction
     return True
+
+
+# A source's state as driver SQL reads and writes it: the columns of SourceState, in its order.
+_STATE_COLUMNS = [SourceRow.__table__.c[f.name] for f in dataclasses.fields(SourceState)]
+_STATE_NAMES = [column.name for column in _STATE_COLUMNS]
+_SELECT_STATE = f"SELECT {', '.join(_STATE_NAMES)} FROM sources WHERE name = ?"  # noqa: S608
+_UPSERT_STATE = (
+    f"INSERT INTO sources ({', '.join(_STATE_NAMES)}) VALUES ({placeholders(len(_STATE_NAMES))})"  # noqa: S608
+    " ON CONFLICT (name) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _STATE_NAMES if name != "name")
+)
+
+
+def _seen_urls_sql(count: int) -> str:
+    return f"SELECT url FROM article_urls WHERE url IN ({placeholders(count)})"  # noqa: S608
+
+
+def _seen_guids_sql(count: int) -> str:
+    return f"SELECT guid FROM entry_guids WHERE source = ? AND guid IN ({placeholders(count)})"  # noqa: S608
 
 
 def _state_from_row(row: SourceRow) -> SourceState:
