@@ -441,9 +441,9 @@ class CountingParses:
     def worker_cpu(self) -> float:
         total = 0.0
         ticks = os.sysconf("SC_CLK_TCK")
-        for worker in list(self.pool._idle):
+        for pid in self.pool.pids():
             try:
-                fields = Path(f"/proc/{worker.process.pid}/stat").read_text().rsplit(")", 1)[1]
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
             except OSError:
                 continue
             utime, stime = fields.split()[11:13]

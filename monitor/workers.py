@@ -15,21 +15,34 @@ Workers start on first use, from a forkserver (or are spawned): forking the pare
 its event loop and its threads' locks mid-use. A worker imports what its first job needs and
 keeps it for the next ones. A job's own exception comes back as that exception, with the
 worker's traceback as its cause.
+
+Each worker is driven by a thread of its own (a lane), which keeps the worker's pipe holding
+the next job while it runs one: a worker that ends a job reads the next at once, instead of
+waiting for the parent to read its answer and send more. (That wait needs the GIL, which a busy
+event loop can hold for milliseconds: extraction workers idled between jobs some 5-10 % of the
+time.) The next job is sent only when the pipe's buffer can take it whole, so that sending
+never blocks the lane: the lane alone watches the running job's deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import multiprocessing
 import os
+import queue
 import signal
+import socket
 import threading
+import time
 import traceback
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, TypeVar
 
 from monitor.errors import WorkerDied, WorkerTimeout
@@ -42,6 +55,9 @@ if "forkserver" in multiprocessing.get_all_start_methods():
 else:
     _CONTEXT = multiprocessing.get_context("spawn")
 _STOP_WAIT = 5.0  # seconds an idle worker gets to leave on its own at close()
+# The send buffer asked for on our end of a worker's pipe; a next job of up to a quarter of what
+# the kernel grants (it counts its own overhead in) is sent while the worker is busy.
+_PIPE_BUFFER = 4 * 1024 * 1024
 
 
 def pool_size() -> int:
@@ -64,6 +80,10 @@ class RemoteTraceback(Exception):
 
 class _NotSent(Exception):
     """The job could not be handed to the worker: it had died while idle; nothing ran."""
+
+
+class _Closing(Exception):
+    """The pool is closing: a lane takes no more jobs."""
 
 
 def _serve(connection: Connection) -> None:
@@ -98,28 +118,31 @@ class _Worker:
         self.process = _CONTEXT.Process(target=_serve, args=(child,), name=name, daemon=True)
         self.process.start()
         child.close()  # the worker holds its end; ours would keep the pipe open after it died
+        self.pipelined_max = _pipelined_max(self.connection)
 
-    def call(self, function: Callable[..., Any], args: tuple[Any, ...], deadline: float) -> Any:
-        """Run one job; raises WorkerTimeout, WorkerDied, _NotSent or the job's exception."""
+    def send(self, payload: bytes) -> None:
+        """Give the worker a pickled job; raises _NotSent when it is gone."""
         if not self.process.is_alive():
             raise _NotSent
         try:
-            self.connection.send((function, args))
+            self.connection.send_bytes(payload)
         except OSError as exc:
             raise _NotSent from exc
+
+    def answer(self, timeout: float) -> tuple[bool, Any, str]:
+        """The running job's (ok, value, traceback); WorkerTimeout when none comes within
+        `timeout` seconds, WorkerDied when the worker dies first."""
         # poll() also wakes when the worker dies (end of file); recv() then says so.
-        if not self.connection.poll(deadline):
-            raise WorkerTimeout(f"no answer within {deadline:g} s; the worker was stopped")
+        if not self.connection.poll(max(0.0, timeout)):
+            raise WorkerTimeout("no answer in time")
         try:
-            ok, value, remote = self.connection.recv()
+            answer: tuple[bool, Any, str] = self.connection.recv()
         except (EOFError, OSError) as exc:
             # Its end of the pipe closed as it exited: wait for the exit to read its status.
             self.process.join(_STOP_WAIT)
             code = self.process.exitcode
             raise WorkerDied(f"the worker process died (exit code {code})") from exc
-        if ok:
-            return value
-        raise value from RemoteTraceback(remote)
+        return answer
 
     def kill(self) -> None:
         self.process.kill()
@@ -136,12 +159,29 @@ class _Worker:
         self.connection.close()
 
 
-class WorkerPool:
-    """At most `size` worker processes; `run` gives each job to an idle one, with a deadline.
+def _pipelined_max(connection: Connection) -> int:
+    """The largest job that can wait in the worker's pipe without blocking the sender."""
+    with socket.socket(fileno=os.dup(connection.fileno())) as sock:  # the same socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _PIPE_BUFFER)
+        granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return granted // 4
 
-    Thread-safe and usable from any event loop: jobs wait in a pool of `size` threads of its
-    own, each of which drives one worker at a time, so waiting jobs never occupy the event
-    loop's default executor (which the database calls need).
+
+@dataclass(eq=False)
+class _Job:
+    payload: bytes  # (function, args), pickled
+    deadline: float
+    future: concurrent.futures.Future[Any]
+    sent_to_new_worker: bool = False  # a second new worker that cannot take it fails it
+
+
+class WorkerPool:
+    """At most `size` worker processes; `run` gives each job to the next free one, with a
+    deadline.
+
+    Thread-safe and usable from any event loop: jobs wait in a queue of the pool's own, which
+    `size` lanes (threads) take from, each driving one worker; waiting jobs never occupy the
+    event loop's default executor (which the database calls need).
     """
 
     def __init__(self, size: int, *, name: str) -> None:
@@ -149,71 +189,201 @@ class WorkerPool:
             raise ValueError(f"workers must be at least 1, not {size}")
         self.size = size
         self.name = name
-        self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
-        self._idle: list[_Worker] = []
-        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # None: a lane stops
+        self._lanes: list[threading.Thread] = []
+        self.workers: dict[int, _Worker] = {}  # by lane, while it has one
+        self.busy = [False] * size  # by lane: has it a job to run?
+        self.lock = threading.Lock()
         self._closed = False
 
     async def run(self, function: Callable[..., T], *args: Any, deadline: float) -> T:
         """`function(*args)` in a worker process, which is killed if it takes over `deadline`
         seconds (WorkerTimeout) or dies on its own (WorkerDied). `function` and its arguments
         must pickle: a module-level function and plain data."""
-        if self._closed:
-            raise RuntimeError(f"{self.name} pool is closed")
-        loop = asyncio.get_running_loop()
-        result: T = await loop.run_in_executor(self._threads, self._call, function, args, deadline)
+        payload = bytes(ForkingPickler.dumps((function, args)))
+        job = _Job(payload, deadline, concurrent.futures.Future())
+        with self.lock:
+            if self._closed:
+                raise RuntimeError(f"{self.name} pool is closed")
+            if not self._lanes:
+                self._lanes = [
+                    threading.Thread(
+                        target=self._drive, args=(lane,), name=f"{self.name}-{lane}", daemon=True
+                    )
+                    for lane in range(self.size)
+                ]
+                for thread in self._lanes:
+                    thread.start()
+            self._jobs.put(job)
+        result: T = await asyncio.wrap_future(job.future)
         return result
 
+    def pids(self) -> list[int]:
+        """The worker processes running now (for benchmarks and tests)."""
+        with self.lock:
+            return [w.process.pid for w in self.workers.values() if w.process.pid is not None]
+
     def close(self) -> None:
-        """Stop every worker: queued jobs are cancelled, running ones finish (within their
-        deadline) first."""
-        self._closed = True
-        self._threads.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for worker in idle:
-            worker.stop()
+        """Stop every worker: queued jobs are cancelled, running ones (and a next job already
+        in a worker's pipe) finish (within their deadline) first."""
+        with self.lock:
+            self._closed = True
+            lanes = self._lanes
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    job.future.cancel()
+            for _ in lanes:
+                self._jobs.put(None)
+        for thread in lanes:
+            thread.join()
 
-    def _call(self, function: Callable[..., Any], args: tuple[Any, ...], deadline: float) -> Any:
+    # --- lanes ------------------------------------------------------------------------------
+
+    def _drive(self, lane: int) -> None:
+        """A lane's thread: see `_Lane`. A bug in it must not leave its jobs waiting forever."""
+        driver = _Lane(self, lane)
         try:
-            return self._call_once(function, args, deadline)
-        except _NotSent:
-            # The worker died between being checked and taking the job: nothing ran.
-            try:
-                return self._call_once(function, args, deadline)
-            except _NotSent as exc:
-                raise WorkerDied("a new worker process died before its first job") from exc
-
-    def _call_once(
-        self, function: Callable[..., Any], args: tuple[Any, ...], deadline: float
-    ) -> Any:
-        worker = self._take()
-        try:
-            value = worker.call(function, args, deadline)
-        except (_NotSent, WorkerTimeout, WorkerDied):
-            worker.kill()
+            driver.run()
+        except BaseException as exc:
+            for job in driver.jobs:
+                job.future.set_exception(exc)
             raise
-        except BaseException:
-            self._give_back(worker)  # the job raised; the worker itself is fine
-            raise
-        self._give_back(worker)
-        return value
+        finally:
+            driver.stop_worker()
 
-    def _take(self) -> _Worker:
-        """An idle worker that is still alive, else a new one. Idle workers that died (the OOM
-        killer, an operator) are cleared away: the job goes to a live one, not lost."""
+    def next_job(self) -> _Job:
+        """The next job nobody cancelled, waited for. Raises _Closing at close()."""
         while True:
-            with self._lock:
-                worker = self._idle.pop() if self._idle else None
-            if worker is None:
-                return _Worker(f"{self.name}-worker")
-            if worker.process.is_alive():
-                return worker
-            worker.kill()
+            job = self._jobs.get()
+            if job is None:
+                raise _Closing
+            if job.future.set_running_or_notify_cancel():
+                return job
 
-    def _give_back(self, worker: _Worker) -> None:
-        with self._lock:
-            if not self._closed:
-                self._idle.append(worker)
-                return
-        worker.stop()
+    def follower(self) -> _Job | None:
+        """A job to wait in a busy worker's pipe: the next one nobody cancelled, if any, and
+        only while every lane is busy (a free lane takes it: a job never queues behind a
+        running one while a worker is free). Raises _Closing at close()."""
+        while all(self.busy):
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return None
+            if job is None:
+                raise _Closing
+            if job.future.set_running_or_notify_cancel():
+                return job
+        return None
+
+
+class _Lane:
+    """One worker and the jobs it was given: the running one, and the next when there is one
+    and the pipe can take it whole. The lane waits for the running job's answer within its
+    deadline; a job waiting in the pipe of a worker that is killed or dies goes to a new one."""
+
+    def __init__(self, pool: WorkerPool, lane: int) -> None:
+        self.pool = pool
+        self.lane = lane
+        self.worker: _Worker | None = None
+        self.jobs: deque[_Job] = deque()  # taken, not yet answered, oldest first: it runs
+        self.in_pipe = 0  # how many of `jobs` the worker holds
+        self.started = 0.0  # when jobs[0] began to run
+
+    def run(self) -> None:
+        closing = False
+        while self.jobs or not closing:
+            if not self.jobs:
+                self.pool.busy[self.lane] = False
+                try:
+                    self.jobs.append(self.pool.next_job())
+                except _Closing:
+                    closing = True
+                    continue
+                self.pool.busy[self.lane] = True
+            self._send()
+            if len(self.jobs) == 1 and self.in_pipe == 1 and not closing:
+                try:
+                    follower = self.pool.follower()
+                except _Closing:
+                    closing, follower = True, None
+                if follower is not None:
+                    self.jobs.append(follower)
+                    self._send()
+            if self.worker is not None and self.in_pipe:
+                self._answer()
+
+    def _send(self) -> None:
+        """Hand the worker the running job if it lacks it, and the next if it fits its pipe."""
+        while self.in_pipe < len(self.jobs):
+            job = self.jobs[self.in_pipe]
+            if self.worker is None:
+                self.worker = _Worker(f"{self.pool.name}-worker")
+                with self.pool.lock:
+                    self.pool.workers[self.lane] = self.worker
+                job.sent_to_new_worker = True
+            if self.in_pipe and len(job.payload) > self.worker.pipelined_max:
+                return  # sent when the running one ends: a full pipe would block the lane
+            try:
+                self.worker.send(job.payload)
+            except _NotSent:
+                if self.in_pipe:  # it died under the running job: _answer() tells how
+                    return
+                # It died while idle (the OOM killer, an operator): a new one takes the job;
+                # a new one that cannot is a failure.
+                self._drop_worker()
+                if job.sent_to_new_worker:
+                    self.jobs.popleft().future.set_exception(
+                        WorkerDied("a new worker process died before its first job")
+                    )
+                continue
+            if self.in_pipe == 0:
+                self.started = time.monotonic()
+            self.in_pipe += 1
+
+    def _answer(self) -> None:
+        """Wait for the running job's answer, within its deadline, and hand it back."""
+        assert self.worker is not None
+        running = self.jobs[0]
+        try:
+            ok, value, remote = self.worker.answer(
+                running.deadline - (time.monotonic() - self.started)
+            )
+        except (WorkerTimeout, WorkerDied) as exc:
+            self._drop_worker()
+            self.jobs.popleft()
+            if isinstance(exc, WorkerTimeout):
+                exc = WorkerTimeout(
+                    f"no answer within {running.deadline:g} s; the worker was stopped"
+                )
+            running.future.set_exception(exc)
+            return
+        except Exception as exc:  # the answer would not unpickle here: the job failed
+            ok, value, remote = False, exc, traceback.format_exc()
+        self.jobs.popleft()
+        self.in_pipe -= 1
+        self.started = time.monotonic()  # the next job, already in the pipe, runs from now
+        if ok:
+            running.future.set_result(value)
+        else:
+            error = value if isinstance(value, BaseException) else RuntimeError(value)
+            error.__cause__ = RemoteTraceback(remote)
+            running.future.set_exception(error)
+
+    def _drop_worker(self) -> None:
+        """Kill the worker (stuck, dead or dying); what it held is sent to the next one."""
+        assert self.worker is not None
+        with self.pool.lock:
+            self.pool.workers.pop(self.lane, None)
+        self.worker.kill()
+        self.worker, self.in_pipe = None, 0
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            with self.pool.lock:
+                self.pool.workers.pop(self.lane, None)
+            self.worker.stop()
+            self.worker = None
