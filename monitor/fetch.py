@@ -545,9 +545,12 @@ class HttpFetcher:
             retry_after = parse_retry_after(headers.get("retry-after"), self.clock())
             raise HttpStatusError(response.status_code, retry_after=retry_after)
         body = await self._read_body(response, headers)
-        if previous_hash is not None and body_hash(body) == previous_hash:
+        digest = body_hash(body) if previous_hash is not None else None
+        if digest is not None and digest == previous_hash:
             return NotModified(url, etag, last_modified)
-        return FetchOk(url, final_url, response.status_code, headers, body, etag, last_modified)
+        return FetchOk(
+            url, final_url, response.status_code, headers, body, etag, last_modified, digest
+        )
 
     async def _read_body(self, response: httpx.Response, headers: dict[str, str]) -> bytes:
         limit = self.settings.max_bytes

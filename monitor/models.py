@@ -46,6 +46,7 @@ class FetchOk:
     body: bytes
     etag: str | None = None
     last_modified: str | None = None
+    body_hash: str | None = None  # when the fetch was asked to compare it with a previous one
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -70,9 +70,10 @@ class PollContext:
 
     def __post_init__(self) -> None:
         self.matcher = rules.compile_topics(self.config.topics)
-        # Per source, the (URL, GUID) of every entry its last listing held, all stored by then.
-        # Being seen is permanent (prune keeps every URL and GUID), so this can never be stale
-        # in the direction that matters: it only spares asking storage again.
+        # Per source, the (link, GUID) of every entry its last listing held, as the listing
+        # wrote them; all were stored by then (or dropped as unusable). Being seen is permanent
+        # (prune keeps every URL and GUID), so this can never be stale in the direction that
+        # matters: it only spares canonicalising those entries and asking storage again.
         self.seen_entries: dict[str, frozenset[tuple[str, str | None]]] = {}
 
     def destinations(self, topics: tuple[str, ...]) -> tuple[str, ...]:
@@ -123,15 +124,14 @@ async def refresh_source(source: Source, ctx: PollContext) -> SourceReport:
         await _save_state(ctx, state, unchanged)
         return _logged(SourceReport(source.name, "unchanged", ms=_ms(started)))
 
-    candidates = candidates_from(listing.parsed.entries)
-    # Entries this process already knows are stored need no database round trip: most of a
-    # changed feed is entries seen at the last poll. Storage is still asked about the rest.
+    # Entries this process already knows are stored need no work at all: most of a changed
+    # feed is entries listed at the last poll. Storage is still asked about the rest.
     known = ctx.seen_entries.get(source.name, frozenset())
-    maybe_new = [c for c in candidates if _entry_key(c) not in known]
+    maybe_new = candidates_from(e for e in listing.parsed.entries if _entry_key(e) not in known)
     fresh = await asyncio.to_thread(ctx.store.unseen, source.name, maybe_new) if maybe_new else []
     stored = await _read_and_store(source, fresh, ctx)
     # Every entry of the listing is stored now (or was before): remember this listing's keys.
-    ctx.seen_entries[source.name] = frozenset(_entry_key(c) for c in candidates)
+    ctx.seen_entries[source.name] = frozenset(map(_entry_key, listing.parsed.entries))
 
     polled = replace(
         state, etag=listing.etag, last_modified=listing.last_modified, body_hash=listing.body_hash
@@ -176,11 +176,11 @@ async def refresh_sources(sources: Sequence[Source], ctx: PollContext) -> list[S
 # --- the steps -------------------------------------------------------------------------------
 
 
-def _entry_key(candidate: Candidate) -> tuple[str, str | None]:
-    return candidate.url, candidate.entry.guid
+def _entry_key(entry: Entry) -> tuple[str, str | None]:
+    return entry.link, entry.guid
 
 
-def candidates_from(entries: Sequence[Entry]) -> list[Candidate]:
+def candidates_from(entries: Iterable[Entry]) -> list[Candidate]:
     """Entries with their canonical URL; entries whose link is unusable are dropped."""
     candidates = []
     for entry in entries:

@@ -68,7 +68,8 @@ async def read_listing(
         return parsed
     if source.type == "google_news":
         parsed = google_news.tidy(parsed)
-    return Listing(parsed, outcome.etag, outcome.last_modified, body_hash(outcome.body))
+    digest = outcome.body_hash or body_hash(outcome.body)
+    return Listing(parsed, outcome.etag, outcome.last_modified, digest)
 
 
 async def _parse(fetched: FetchOk) -> ParsedFeed | FetchFailed:
