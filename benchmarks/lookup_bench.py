@@ -54,6 +54,7 @@ from monitor import dedupe
 from monitor.dedupe import Fingerprint, text_fingerprint
 from monitor.store import Store
 from monitor.store import store as store_module
+from monitor.store.driver import driver_transaction
 from monitor.store.schema import ArticleRow
 
 STORIES = 100_000
@@ -204,9 +205,9 @@ def lookups(
 ) -> tuple[float, list[int | None]]:
     """`_find_story` for every query in one transaction, as `save_article` calls it; returns
     the seconds it took and the stories found."""
-    with store._transaction() as session:
+    with driver_transaction(store.engine, write=True) as statements:
         started = time.perf_counter()
-        found = [store_module._find_story(session, fp, key, NOW) for fp, key in queries]
+        found = [store_module._find_story(statements, fp, key, NOW) for fp, key in queries]
         return time.perf_counter() - started, found
 
 

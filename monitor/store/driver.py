@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Dialect, Engine
+from sqlalchemy import ColumnElement, Dialect, Engine, Table
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.errors import StoreError
@@ -58,8 +58,9 @@ class ColumnCodec:
         )
 
     def bind(self, values: Sequence[Any]) -> list[Any]:
+        # None goes through too, as SQLAlchemy sends it: a JSON column stores it as JSON null.
         return [
-            convert(value) if convert is not None and value is not None else value
+            convert(value) if convert is not None else value
             for convert, value in zip(self._binds, values, strict=True)
         ]
 
@@ -70,24 +71,59 @@ class ColumnCodec:
         ]
 
 
+class Insert:
+    """An INSERT of some columns of a table, with their conversions."""
+
+    def __init__(self, table: Table, columns: Sequence[str], dialect: Dialect) -> None:
+        self.table = table.name
+        self.sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names, no data
+            f"VALUES ({placeholders(len(columns))})"
+        )
+        self.codec = ColumnCodec([table.c[name] for name in columns], dialect)
+
+
 class Statements:
     """A cursor inside one transaction, taking statements written with "?"."""
 
     def __init__(self, cursor: Any, dialect: Dialect) -> None:
         self._cursor = cursor
-        self._dialect = dialect
+        self.dialect = dialect
 
     def execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
         """Run `statement`; returns the cursor, for its rows or `rowcount`. Driver errors come
         out as SQLAlchemy's (IntegrityError, OperationalError...), as the ORM raises them."""
-        sql = driver_sql(statement, self._dialect.paramstyle)
-        try:
+        sql = driver_sql(statement, self.dialect.paramstyle)
+        with self._errors(sql, parameters):
             self._cursor.execute(sql, parameters)
-        except self._dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(
-                sql, parameters, exc, self._dialect.loaded_dbapi.Error
-            ) from exc
         return self._cursor
+
+    def insert(self, insert: Insert, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert `rows` (values in `insert`'s column order), in one executemany."""
+        if not rows:
+            return
+        sql = driver_sql(insert.sql, self.dialect.paramstyle)
+        bound = [insert.codec.bind(row) for row in rows]
+        with self._errors(sql, bound[0]):
+            self._cursor.executemany(sql, bound)
+
+    def insert_returning_id(self, insert: Insert, row: Sequence[Any]) -> int:
+        """Insert one row; its new `id`."""
+        bound = insert.codec.bind(row)
+        if self.dialect.name == "sqlite":  # lastrowid is the rowid, which an id column is
+            self.execute(insert.sql, bound)
+            return int(self._cursor.lastrowid)
+        (new_id,) = self.execute(f"{insert.sql} RETURNING id", bound).fetchone()
+        return int(new_id)
+
+    @contextmanager
+    def _errors(self, sql: str, parameters: Sequence[Any]) -> Iterator[None]:
+        try:
+            yield
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                sql, parameters, exc, self.dialect.loaded_dbapi.Error
+            ) from exc
 
 
 @contextmanager

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from sqlalchemy import Dialect, Engine, and_, delete, func, insert, or_, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy import Dialect, Engine, Table, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import dedupe
@@ -34,11 +34,18 @@ from monitor.models import (
     TopicMatch,
 )
 from monitor.store.db import create_db_engine, migrate
-from monitor.store.driver import ColumnCodec, driver_transaction, placeholders
+from monitor.store.driver import (
+    ColumnCodec,
+    Insert,
+    Statements,
+    driver_transaction,
+    placeholders,
+)
 from monitor.store.schema import (
     AlertRow,
     ArticleRow,
     ArticleUrlRow,
+    Base,
     DigestRow,
     EntryGuidRow,
     FingerprintBandRow,
@@ -108,6 +115,7 @@ class Store:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._state_codec = ColumnCodec(_STATE_COLUMNS, engine.dialect)
+        self._inserts = _ArticleInserts(engine.dialect)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -245,21 +253,30 @@ class Store:
         urls = list(dict.fromkeys((article.url, *article.aliases)))
         title_key = title_key[:TITLE_KEY_LENGTH] if title_key else None
         try:
-            with self._transaction() as session:
-                _one_article_at_a_time(session)
-                existing = _article_with_any_url(session, urls)
+            # Driver SQL (see `driver.py`): this runs for every new article, and through the
+            # ORM its dozen statements were most of the main process's CPU per article.
+            with driver_transaction(self.engine, write=True) as statements:
+                _one_article_at_a_time(statements)
+                existing = _article_with_any_url(statements, urls)
                 if existing is None and article.guid:
-                    existing = session.scalar(
-                        select(EntryGuidRow.article_id).where(
-                            EntryGuidRow.source == article.source,
-                            EntryGuidRow.guid == article.guid[:500],
-                        )
-                    )
+                    row = statements.execute(
+                        "SELECT article_id FROM entry_guids WHERE source = ? AND guid = ?",
+                        [article.source, article.guid[:500]],
+                    ).fetchone()
+                    existing = row[0] if row else None
                 if existing is not None:
-                    _remember_urls(session, existing, urls)
+                    _remember_urls(statements, self._inserts, existing, urls)
                     return None
                 return _insert_article(
-                    session, article, urls, matches, fingerprint, title_key, destinations, now
+                    statements,
+                    self._inserts,
+                    article,
+                    urls,
+                    matches,
+                    fingerprint,
+                    title_key,
+                    destinations,
+                    now,
                 )
         except IntegrityError:
             # Another process stored it between our check and our insert: it is seen.
@@ -893,32 +910,82 @@ def _state_from_row(row: SourceRow) -> SourceState:
     )
 
 
-def _one_article_at_a_time(session: Session) -> None:
+def _one_article_at_a_time(statements: Statements) -> None:
     """Let one transaction at a time decide what an article is: new or seen, and which story it
     joins. Without this, copies of one story stored by concurrent polls on PostgreSQL (READ
     COMMITTED) each look for a near-duplicate before the others commit, and each makes a story
     of its own. SQLite needs nothing here: BEGIN IMMEDIATE already serialises writers. The
     advisory lock is released at commit or rollback; the transaction is short (no network)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:namespace, :lock)"),
-            {"namespace": PG_LOCK_NAMESPACE, "lock": PG_LOCK_ARTICLES},
+    if statements.dialect.name == "postgresql":
+        statements.execute(
+            "SELECT pg_advisory_xact_lock(?, ?)", [PG_LOCK_NAMESPACE, PG_LOCK_ARTICLES]
         )
 
 
-def _article_with_any_url(session: Session, urls: list[str]) -> int | None:
-    return session.scalar(
-        select(ArticleUrlRow.article_id).where(ArticleUrlRow.url.in_(urls)).limit(1)
-    )
+def _article_with_any_url(statements: Statements, urls: list[str]) -> int | None:
+    row = statements.execute(
+        f"SELECT article_id FROM article_urls WHERE url IN ({placeholders(len(urls))})"  # noqa: S608
+        " LIMIT 1",
+        urls,
+    ).fetchone()
+    return int(row[0]) if row else None
 
 
-def _remember_urls(session: Session, article_id: int, urls: list[str]) -> None:
-    known = set(session.scalars(select(ArticleUrlRow.url).where(ArticleUrlRow.url.in_(urls))))
-    session.add_all(ArticleUrlRow(url=u, article_id=article_id) for u in urls if u not in known)
+def _remember_urls(
+    statements: Statements, inserts: _ArticleInserts, article_id: int, urls: list[str]
+) -> None:
+    known = {url for (url,) in statements.execute(_seen_urls_sql(len(urls)), urls)}
+    statements.insert(inserts.url, [(u, article_id) for u in urls if u not in known])
+
+
+class _ArticleInserts:
+    """The INSERTs of `save_article`, made once per Store for its database's dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        def insert(row: type[Base], *columns: str) -> Insert:
+            table = row.__table__
+            assert isinstance(table, Table)
+            return Insert(table, columns, dialect)
+
+        self.story = insert(StoryRow, "title", "url", "created_at")
+        self.article = insert(
+            ArticleRow,
+            "url",
+            "link",
+            "source",
+            "outlet",
+            "guid",
+            "title",
+            "summary",
+            "text",
+            "text_from",
+            "language",
+            "published_at",
+            "first_seen_at",
+            "story_id",
+            "fingerprint",
+            "title_key",
+        )
+        self.url = insert(ArticleUrlRow, "url", "article_id")
+        self.guid = insert(EntryGuidRow, "source", "guid", "article_id")
+        self.band = insert(FingerprintBandRow, "band", "article_id")
+        self.match = insert(MatchRow, "article_id", "topic", "words", "sentence")
+        self.alert = insert(
+            AlertRow, "story_id", "article_id", "kind", "outlet", "topics", "created_at"
+        )
+        self.delivery = insert(
+            OutboxRow,
+            "alert_id",
+            "destination",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+        )
 
 
 def _find_story(
-    session: Session,
+    statements: Statements,
     fingerprint: dedupe.Fingerprint | None,
     title_key: str | None,
     now: datetime,
@@ -926,15 +993,13 @@ def _find_story(
     """The story of the most similar near-duplicate first seen within DEDUPE_WINDOW, else of a
     same-title item of that window.
 
-    It runs for every article stored: one statement finds both, handed to the driver's cursor
-    as written (see `_driver_sql`), since SQLAlchemy's work for a statement of 44 parameters
-    would be more than the database's.
+    It runs for every article stored: one statement finds both, as driver SQL (see
+    `driver.py`), since SQLAlchemy's work for a statement of 44 parameters would be more than
+    the database's.
     """
     if fingerprint is None and not title_key:
         return None
-    connection = session.connection()
-    dialect = connection.dialect
-    since = _time_parameter(dialect)(now - DEDUPE_WINDOW)
+    since = _time_parameter(statements.dialect)(now - DEDUPE_WINDOW)
     parts: list[str] = []
     parameters: list[object] = []
     if fingerprint is not None:
@@ -943,16 +1008,7 @@ def _find_story(
     if title_key:
         parts.append(_SAME_TITLE)
         parameters += (title_key, since)
-    statement = _driver_sql(" UNION ALL ".join(parts), dialect.paramstyle)
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(statement, parameters)
-        rows = cursor.fetchall()
-    except dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy raises it: `_transaction` turns an OperationalError into StoreError.
-        raise DBAPIError.instance(statement, parameters, exc, dialect.loaded_dbapi.Error) from exc
-    finally:
-        cursor.close()
+    rows = statements.execute(" UNION ALL ".join(parts), parameters).fetchall()
     best: tuple[float, int] | None = None
     same_title: int | None = None
     for story_id, stored, by_title in rows:
@@ -987,16 +1043,6 @@ _SAME_TITLE = (
 )
 
 
-@functools.cache
-def _driver_sql(statement: str, paramstyle: str) -> str:
-    """`statement` with the driver's placeholders: "?" (sqlite3) or "%s" (psycopg)."""
-    if paramstyle == "qmark":
-        return statement
-    if paramstyle in ("format", "pyformat"):
-        return statement.replace("%", "%%").replace("?", "%s")
-    raise StoreError(f"unsupported database driver paramstyle {paramstyle!r}")
-
-
 @functools.lru_cache(maxsize=16)  # one per engine's dialect
 def _time_parameter(dialect: Dialect) -> Callable[[datetime], object]:
     """A time as the driver takes it for `first_seen_at`, as SQLAlchemy would bind it."""
@@ -1007,7 +1053,8 @@ def _time_parameter(dialect: Dialect) -> Callable[[datetime], object]:
 
 
 def _insert_article(
-    session: Session,
+    statements: Statements,
+    inserts: _ArticleInserts,
     article: Article,
     urls: list[str],
     matches: Sequence[TopicMatch],
@@ -1016,87 +1063,75 @@ def _insert_article(
     destinations: Destinations,
     now: datetime,
 ) -> StoredArticle:
-    story_id = _find_story(session, fingerprint, title_key, now)
+    story_id = _find_story(statements, fingerprint, title_key, now)
     new_story = story_id is None
     if story_id is None:
-        story = StoryRow(title=article.title, url=article.link, created_at=now)
-        session.add(story)
-        session.flush()
-        story_id = story.id
-    row = ArticleRow(
-        url=article.url,
-        link=article.link,
-        source=article.source,
-        outlet=article.outlet,
-        guid=article.guid,
-        title=article.title,
-        summary=article.summary,
-        text=article.text,
-        text_from=article.text_from,
-        language=article.language,
-        published_at=article.published,
-        first_seen_at=now,
-        story_id=story_id,
-        fingerprint=fingerprint.to_bytes() if fingerprint else None,
-        title_key=title_key,
+        story_id = statements.insert_returning_id(inserts.story, (article.title, article.link, now))
+    article_id = statements.insert_returning_id(
+        inserts.article,
+        (
+            article.url,
+            article.link,
+            article.source,
+            article.outlet,
+            article.guid,
+            article.title,
+            article.summary,
+            article.text,
+            article.text_from,
+            article.language,
+            article.published,
+            now,
+            story_id,
+            fingerprint.to_bytes() if fingerprint else None,
+            title_key,
+        ),
     )
-    session.add(row)
-    session.flush()
-    session.add_all(ArticleUrlRow(url=u, article_id=row.id) for u in urls)
+    # A URL or GUID stored meanwhile by another process fails here: IntegrityError.
+    statements.insert(inserts.url, [(u, article_id) for u in urls])
     if article.guid:
-        session.add(EntryGuidRow(source=article.source, guid=article.guid[:500], article_id=row.id))
+        statements.insert(inserts.guid, [(article.source, article.guid[:500], article_id)])
     if fingerprint is not None:
-        # Some forty rows for every article: one executemany, not forty ORM objects (a third
-        # of the main process's CPU per article went to them).
-        session.execute(
-            insert(FingerprintBandRow),
-            [{"band": b, "article_id": row.id} for b in set(fingerprint.bands())],
-        )
-    session.add_all(
-        MatchRow(article_id=row.id, topic=m.topic, words=list(m.words), sentence=m.sentence)
-        for m in matches
+        statements.insert(inserts.band, [(b, article_id) for b in set(fingerprint.bands())])
+    statements.insert(
+        inserts.match, [(article_id, m.topic, list(m.words), m.sentence) for m in matches]
     )
-    session.flush()  # a duplicate URL or GUID fails here, inside the transaction
-
     topics = tuple(sorted({m.topic for m in matches}))
-    alert_id = _add_alert(session, story_id, row, topics, destinations, now) if topics else None
-    return StoredArticle(row.id, story_id, new_story, alert_id, topics)
+    alert_id = None
+    if topics:
+        alert_id = _add_alert(
+            statements, inserts, story_id, article_id, article.outlet, topics, destinations, now
+        )
+    return StoredArticle(article_id, story_id, new_story, alert_id, topics)
 
 
 def _add_alert(
-    session: Session,
+    statements: Statements,
+    inserts: _ArticleInserts,
     story_id: int,
-    article: ArticleRow,
+    article_id: int,
+    outlet: str,
     topics: tuple[str, ...],
     destinations: Destinations,
     now: datetime,
 ) -> int | None:
     """The story's first alert, or a follow-up for an outlet the story has not alerted from."""
-    outlets = set(session.scalars(select(AlertRow.outlet).where(AlertRow.story_id == story_id)))
-    if article.outlet in outlets:
-        return None
-    alert = AlertRow(
-        story_id=story_id,
-        article_id=article.id,
-        kind="followup" if outlets else "story",
-        outlet=article.outlet,
-        topics=list(topics),
-        created_at=now,
-    )
-    session.add(alert)
-    session.flush()
-    session.add_all(
-        OutboxRow(
-            alert_id=alert.id,
-            destination=d,
-            state="pending",
-            next_attempt_at=now,
-            created_at=now,
-            attempts=0,
+    outlets = {
+        alerted
+        for (alerted,) in statements.execute(
+            "SELECT outlet FROM alerts WHERE story_id = ?", [story_id]
         )
-        for d in destinations(topics)
+    }
+    if outlet in outlets:
+        return None
+    kind = "followup" if outlets else "story"
+    alert_id = statements.insert_returning_id(
+        inserts.alert, (story_id, article_id, kind, outlet, list(topics), now)
     )
-    return alert.id
+    statements.insert(
+        inserts.delivery, [(alert_id, d, "pending", 0, now, now) for d in destinations(topics)]
+    )
+    return alert_id
 
 
 def _alert_messages(session: Session, alert_ids: set[int]) -> dict[int, AlertMessage]:
