@@ -28,8 +28,7 @@ import ipaddress
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -513,16 +512,20 @@ class HttpFetcher:
         visited = [url]
         current = url
         for _hop in range(self.settings.max_redirects + 1):
-            _check_scheme(current)
+            parts = urlsplit(current)
+            _check_scheme(parts.scheme, current)
+            host = (parts.hostname or "").lower()
             headers = {}
             # Validators belong to the URL they came from: only sent on the first hop.
             if current == url and etag:
                 headers["If-None-Match"] = etag
             if current == url and last_modified:
                 headers["If-Modified-Since"] = last_modified
+            # Per-host first: a request waiting for its host must not sit on a global place.
             async with (
-                self._slot(current),
-                self._client(current).stream("GET", current, headers=headers) as response,
+                self._host_slots(host),
+                self._in_flight,
+                self._client(host).stream("GET", current, headers=headers) as response,
             ):
                 location = response.headers.get("location")
                 if response.status_code in REDIRECT_STATUSES and location:
@@ -569,19 +572,16 @@ class HttpFetcher:
                 body.write(piece)
         return body.getvalue()
 
-    def _client(self, url: str) -> httpx.AsyncClient:
-        """The shard that carries every request to the URL's host."""
-        host = (urlsplit(url).hostname or "").lower()
+    def _client(self, host: str) -> httpx.AsyncClient:
+        """The shard that carries every request to `host`."""
         return self.clients[zlib.crc32(host.encode()) % len(self.clients)]
 
-    @asynccontextmanager
-    async def _slot(self, url: str) -> AsyncIterator[None]:
-        """Hold a per-host and a global place for the duration of one request."""
-        host = (urlsplit(url).hostname or "").lower()
-        per_host = self._per_host.setdefault(host, asyncio.Semaphore(self.settings.per_host))
-        # Per-host first: a request waiting for its host must not sit on a global place.
-        async with per_host, self._in_flight:
-            yield
+    def _host_slots(self, host: str) -> asyncio.Semaphore:
+        """The places for requests in flight to `host` (`per_host` of them)."""
+        slots = self._per_host.get(host)
+        if slots is None:
+            slots = self._per_host[host] = asyncio.Semaphore(self.settings.per_host)
+        return slots
 
     def _failed(self, url: str, error: FetchError) -> FetchFailed:
         kind = {
@@ -598,8 +598,9 @@ class HttpFetcher:
         return FetchFailed(url, redactor.scrub(str(error)), kind, status, error.retry_after)
 
 
-def _check_scheme(url: str) -> None:
-    scheme = urlsplit(url).scheme.lower()
+def _check_scheme(scheme: str, url: str) -> None:
+    """FetchRefused unless `scheme` (of `url`) is http or https."""
+    scheme = scheme.lower()
     if scheme not in ("http", "https"):
         raise FetchRefused(f"refusing to fetch a {scheme or 'scheme-less'} URL: {url[:100]}")
 
@@ -609,7 +610,8 @@ async def _check_redirect(response: httpx.Response) -> None:
     rejects `javascript:`/`data:` targets as invalid URLs, which would hide the refusal."""
     location = response.headers.get("location")
     if response.status_code in REDIRECT_STATUSES and location:
-        _check_scheme(_redirect_target(str(response.request.url), location))
+        target = _redirect_target(str(response.request.url), location)
+        _check_scheme(urlsplit(target).scheme, target)
 
 
 def _redirect_target(current: str, location: str) -> str:
