@@ -59,65 +59,42 @@ _IS_WORD_CHAR = re.compile(_WORD_CHAR)
 _WORD_RUN = re.compile(f"{_WORD_CHAR}+")
 
 _DASH_CHARS = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
-_DASHES = re.escape(_DASH_CHARS)
 _LETTER = r"[^\W\d_]"
-
-# The spots of a text where folding changes lengths or characters beyond lower case: a run of
-# white space and dashes (-> one space), a period between single letters ("U.S." -> "US"), a run
-# of the characters whose folded form is not their lower case (`_folds_apart`: accents,
-# ligatures, soft hyphens...). Every alternative shares one first character class, the only form
-# the regex engine can skip ahead with; the alternatives then tell apart what that character
-# began. Periods are in the class, so the alternatives reject a sentence's period. Plain spaces
-# are in it only for a text holding two in a row: otherwise a run that starts with a space goes
-# on with another white-space character or dash, the scan finds the run there, and `_Folded`
-# takes the space in front along. What the scan passes over is only lower-cased (`str.lower`);
-# a lone ASCII white-space character or dash (-> a space) and the apostrophes (-> "'") keep
-# their length, and are replaced in the folded text afterwards, at C speed too.
-_SPACE_RUN = (
-    rf"(?<=[\s{_DASHES}])(?:(?<=[^\x00-\x7f])|(?<= [\s{_DASHES}])|(?=[\s{_DASHES}]))"
-    rf"[\s{_DASHES}]*"
-)
-_LONE_SPACE = re.compile(r"[\t\n\x0b\x0c\r\x1c-\x1f\-]")  # the ASCII ones, lone or not
-_INITIALS_DOT = (
-    rf"(?<=(?<!\w){_LETTER}\.)(?:(?={_LETTER}(?!\w))|(?<=(?<!\w){_LETTER}\.{_LETTER}\.))"
+# The white space and dashes of ASCII but the space: alone, each is a space; in a run, the run is.
+_ASCII_SPACES = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f-"
+_ASCII_BYTES = bytes(range(0x80))
+_NOT_ASCII_SPACES = bytes(sorted(set(range(0x100)) - set(_ASCII_SPACES.encode())))
+# A run of white space and dashes, once each of them is a space.
+_SPACE_RUN = re.compile("   *")
+# A period between single letters ("U.S." -> "US"): after a letter that follows no word
+# character, and before such a letter or after a second one ("U.S.").
+_INITIALS_DOT = re.compile(
+    rf"\.(?<=(?<!\w){_LETTER}\.)(?:(?={_LETTER}(?!\w))|(?<=(?<!\w){_LETTER}\.{_LETTER}\.))"
 )
 
 
 @functools.cache
-def _special_spots() -> tuple[dict[tuple[bool, bool], re.Pattern[str]], re.Pattern[str]]:
-    """The scanners of `_Folded` by (two spaces in a row?, apostrophes folded in the scan?),
-    and a pattern of the characters that fold to something holding an apostrophe ("″" to
-    "′′"): in a text with one of those, the apostrophes are folded in the scan like any other
-    character, not replaced afterwards.
+def _fold_classes() -> tuple[frozenset[str], frozenset[str]]:
+    """The characters beyond ASCII that fold to a space (white space and dashes), and those in
+    the Basic Multilingual Plane whose folded form may not be their lower case (`_folds_apart`).
 
-    Built on first use: finding the characters that fold apart takes a pass over the Basic
-    Multilingual Plane (some 30 ms). Characters beyond it count as folding apart, whatever they
-    are: emoji and rare ideographs take the slow path, which gives the same result.
+    Built on first use: finding them takes a pass over the Basic Multilingual Plane (some
+    30 ms). Characters beyond it count as folding apart, whatever they are: `_fold_char` says
+    what they become.
     """
-    apart: list[str] = []
     spacey: list[str] = []
-    makers: list[str] = []
+    apart: list[str] = []
     for char in map(chr, range(0x80, 0x10000)):
         if char.isspace() or char in _DASH_CHARS:
             spacey.append(char)
-        elif _folds_apart(char):
+        elif char not in _APOSTROPHES and _folds_apart(char):
             apart.append(char)
-            if _APOSTROPHES.intersection(_fold_char(char)) and char not in _APOSTROPHES:
-                makers.append(char)
-    scanners = {}
-    for with_apostrophes in (False, True):
-        chars = sorted([*apart, *_APOSTROPHES]) if with_apostrophes else apart
-        run = _char_class(chars) + "\U00010000-\U0010ffff"
-        first = f"\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f{_DASHES}.{_char_class(spacey)}{run}"
-        rest = rf"(?:{_SPACE_RUN}|{_INITIALS_DOT}|(?<=[^\s{_DASHES}.])[{run}]*)"
-        scanners[False, with_apostrophes] = re.compile(f"[{first}]{rest}")
-        scanners[True, with_apostrophes] = re.compile(f"[ {first}]{rest}")
-    return scanners, re.compile(f"[{_char_class(makers)}\\U00010000-\\U0010ffff]")
+    return frozenset(spacey), frozenset(apart)
 
 
 def _folds_apart(char: str) -> bool:
     """Whether `_fold_char(char)` may differ from `char.lower()`: white space, dashes and the
-    apostrophes aside, which `_Folded` replaces afterwards."""
+    apostrophes aside, which fold to a space and "'"."""
     return bool(
         unicodedata.decomposition(char)  # accents, ligatures, compatibility forms
         or char.casefold() != char.lower()  # "ß" -> "ss"
@@ -125,20 +102,6 @@ def _folds_apart(char: str) -> bool:
         or unicodedata.category(char) == "Cf"
         or char in _ARABIC_VARIANTS
         or _DIACRITICS.match(char)
-    )
-
-
-def _char_class(chars: Sequence[str]) -> str:
-    """The inside of a regex character class holding `chars` (sorted), as ranges."""
-    ranges: list[list[int]] = []
-    for code in map(ord, chars):
-        if ranges and ranges[-1][1] == code - 1:
-            ranges[-1][1] = code
-        else:
-            ranges.append([code, code])
-    return "".join(
-        re.escape(chr(low)) if low == high else f"{re.escape(chr(low))}-{re.escape(chr(high))}"
-        for low, high in ranges
     )
 
 
@@ -169,18 +132,16 @@ def _fold_char(char: str) -> str:
     return unicodedata.normalize("NFC", plain).casefold()
 
 
-@functools.lru_cache(maxsize=8192)
-def _fold_run(run: str) -> tuple[tuple[str, int], ...]:
-    """A run of characters that fold apart, folded one by one: (piece, end) pairs, each end
-    counted from the run's start; a single piece when every character folds to one."""
-    pieces = [_fold_char(char) for char in run]
-    if all(len(piece) == 1 for piece in pieces):
-        return (("".join(pieces), len(run)),)
-    return tuple((piece, end) for end, piece in enumerate(pieces, 1))
-
-
 class _Folded:
     """A text folded for matching, with the way back from its offsets to the original's.
+
+    Folding is lower case, except at a few spots: a run of white space and dashes is one space
+    (a lone one is a space too), a period between single letters vanishes ("U.S." -> "US"),
+    and the characters that fold apart (`_fold_classes`: accents, ligatures, soft hyphens...)
+    are folded one by one (`_fold_char`), in place when they stay one character. The spots are
+    found with C-speed `str` and `bytes` work over a copy where every white space character and
+    dash is a space and every apostrophe "'"; between them `str.lower` is the fold and keeps
+    every offset.
 
     The map is piecewise: at `_fold_marks[i]` in the folded text is `_orig_marks[i]` in the
     original, and from there both advance together up to the next mark. Folding adds a mark
@@ -191,42 +152,60 @@ class _Folded:
 
     def __init__(self, original: str) -> None:
         self.original = original
+        encoded = original.encode("utf-8", "surrogatepass")
+        # A copy of the same length where every white space character and dash is a space and
+        # every apostrophe "'". (UTF-8 holds ASCII bytes only for ASCII characters, so the
+        # `bytes` work tells which characters the text holds without a pass in Python.)
+        spaced = original
+        for byte in set(encoded.translate(None, _NOT_ASCII_SPACES)):
+            spaced = spaced.replace(chr(byte), " ")
+        apart: set[str] = set()
+        if not original.isascii():
+            spacey, folds_apart = _fold_classes()
+            for char in set(encoded.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")):
+                if char in spacey:
+                    spaced = spaced.replace(char, " ")
+                elif char in folds_apart or char > "\uffff" or char in _APOSTROPHES:
+                    apart.add(char)
+        # The spots where folding changes the length: (start, end, folded form).
+        spots: list[tuple[int, int, str]] = []
+        if "  " in spaced:
+            spots.extend((run.start(), run.end(), " ") for run in _SPACE_RUN.finditer(spaced))
+        if "." in spaced:
+            spots.extend((dot.start(), dot.end(), "") for dot in _INITIALS_DOT.finditer(spaced))
+        in_place: list[tuple[str, str]] = []
+        for char in apart:
+            folded_char = _fold_char(char)
+            # In place when it stays one character that lower case keeps, and that is not
+            # itself replaced in this text ("𐐥" -> "𐑍" -> ...).
+            stays_one = len(folded_char) == 1 and folded_char.lower() == folded_char
+            if stays_one and (folded_char == char or folded_char not in apart):
+                if folded_char != char:
+                    in_place.append((char, folded_char))
+                continue
+            at = spaced.find(char)
+            while at >= 0:
+                spots.append((at, at + 1, folded_char))
+                at = spaced.find(char, at + 1)
+        # Only once the spots are found: a character folded in place might read as a space, a
+        # period or a letter to the scans above, and it does not for the original scan.
+        for char, folded_char in in_place:
+            spaced = spaced.replace(char, folded_char)
         pieces: list[str] = []
         fold_marks = [0]
         orig_marks = [0]
         length = 0  # of the folded text so far
         done = 0  # original offset folded so far
-        scanners, apostrophe_makers = _special_spots()
-        # Apostrophes are replaced at the end, unless a character folds into one (see above).
-        in_scan = bool(apostrophe_makers.search(original)) if not original.isascii() else False
-        for match in scanners["  " in original, in_scan].finditer(original):
-            start, end = match.span()
-            first = original[start]
-            replaced: tuple[tuple[str, int], ...]  # (piece, its end counted from `start`)
-            if first == ".":
-                replaced = (("", 1),)
-            elif first.isspace() or first in _DASH_CHARS:
-                if start > done and original[start - 1] == " ":
-                    start -= 1  # the space the unspaced scan skips (see _SPACE_RUN)
-                replaced = ((" ", end - start),)
-            else:
-                replaced = _fold_run(match.group())
-            # Between special spots lower() is the fold, and keeps every offset.
-            pieces.append(original[done:start].lower())
-            length += start - done
-            for piece, piece_end in replaced:
-                pieces.append(piece)
-                length += len(piece)
-                if length - fold_marks[-1] != start + piece_end - orig_marks[-1]:
-                    fold_marks.append(length)
-                    orig_marks.append(start + piece_end)
+        for start, end, replacement in sorted(spots):
+            pieces.append(spaced[done:start].lower())
+            pieces.append(replacement)
+            length += start - done + len(replacement)
+            if length - fold_marks[-1] != end - orig_marks[-1]:
+                fold_marks.append(length)
+                orig_marks.append(end)
             done = end
-        pieces.append(original[done:].lower())
-        folded = _LONE_SPACE.sub(" ", "".join(pieces))
-        if not (in_scan or folded.isascii()):
-            for apostrophe in _APOSTROPHES:
-                folded = folded.replace(apostrophe, "'")
-        self.folded = folded
+        pieces.append(spaced[done:].lower())
+        self.folded = "".join(pieces)
         self._fold_marks = fold_marks
         self._orig_marks = orig_marks
 
