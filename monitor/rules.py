@@ -800,7 +800,13 @@ def _merge(hits: list[_Hit]) -> list[_Hit]:
 
 _SENTENCE_MAX = 300
 _WHITE_SPACE = re.compile(r"\s+")
-_SENTENCE_BREAK = re.compile(r"[.!?]+[\"'”’»)\]]*(?=\s)|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_LINE_BREAKS = "\\n\\r\\v\\f\\x1c-\\x1e\\x85\\u2028\\u2029"
+# A run of ".!?" and the closing quotes or brackets after it, before white space; or a line
+# break. Written to start with one character class, the only start the regex engine can skip
+# ahead to (`[.!?]+...|[\n...]` is tried at every character).
+_SENTENCE_BREAK = re.compile(
+    rf"[.!?{_LINE_BREAKS}](?:(?<=[.!?])[.!?]*[\"'”’»)\]]*(?=\s)|(?<=[{_LINE_BREAKS}]))"
+)
 _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")
 # Titles written before a name: their period is followed by a capital but ends no sentence.
 _TITLE_WORDS = "mr mrs ms dr prof st gen lt col capt sgt maj rep sen gov pres rev hon vs"
@@ -811,7 +817,15 @@ _LOOK_BACK = 300
 
 
 def _collapse(text: str) -> str:
-    return _WHITE_SPACE.sub(" ", text).strip()
+    return _one_space(text).strip()
+
+
+def _one_space(text: str) -> str:
+    """Every run of white space one space; most texts have none to change. (White space but
+    the space is not printable.)"""
+    if text.isprintable() and "  " not in text:
+        return text
+    return _WHITE_SPACE.sub(" ", text)
 
 
 def _ends_sentence(text: str, brk: re.Match[str]) -> bool:
@@ -833,9 +847,9 @@ def _ends_sentence(text: str, brk: re.Match[str]) -> bool:
 def _sentence(text: str, start: int, end: int) -> str:
     """The sentence of `text` around [start, end), white space collapsed, cut to ~300 chars."""
     first, last = _sentence_bounds(text, start, end)
-    before = _WHITE_SPACE.sub(" ", text[first:start]).lstrip()
+    before = _one_space(text[first:start]).lstrip()
     hit = _collapse(text[start:end])
-    after = _WHITE_SPACE.sub(" ", text[end:last]).rstrip()
+    after = _one_space(text[end:last]).rstrip()
     return _clip(before, hit, after)
 
 
