@@ -24,22 +24,25 @@ text first, then summary, then title, repeats dropped whatever their case; and t
 around the first of them. `require` and `exclude` words are context and are not reported.
 
 Text is normalised once per field (`_Folded`), keeping a map from normalised offsets back to the
-original, so the words and the sentence reported come from the article as written. The set of
-a field's words tells which keywords can be there (`_Index`): only those are looked for, and
-only the topics they can make true are evaluated (benchmarks/matching_bench.py). A `Matcher`
+original, so the words and the sentence reported come from the article as written. One
+Aho-Corasick scan of a field (`_Index`, C-speed) finds every occurrence of every keyword; only
+the topics that the keywords present can make true are evaluated, and only the occurrences a
+match reports are mapped back to the original (benchmarks/matching_bench.py). A `Matcher`
 never changes after it is built, so threads may share it.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
+import itertools
 import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
+
+import ahocorasick_rs
 
 from monitor import models
 from monitor.errors import QueryError
@@ -209,6 +212,24 @@ class _Folded:
         self._fold_marks = fold_marks
         self._orig_marks = orig_marks
 
+    def written(self, spans: Sequence[tuple[int, int]]) -> list[str]:
+        """The original text of each folded span, for spans in order and not overlapping: their
+        ends mapped as by `original_offset`, in one walk along the marks."""
+        original, fold_marks, orig_marks = self.original, self._fold_marks, self._orig_marks
+        if len(fold_marks) == 1:  # nothing folded to another length
+            return [original[start:end] for start, end in spans]
+        mapped: list[int] = []
+        mark = 0  # the last mark at or before the offset
+        last_mark = len(fold_marks) - 1
+        for offset in itertools.chain.from_iterable(spans):
+            while mark < last_mark and fold_marks[mark + 1] <= offset:
+                mark += 1
+            at = orig_marks[mark] + offset - fold_marks[mark]
+            if mark < last_mark and at > orig_marks[mark + 1]:
+                at = orig_marks[mark + 1]
+            mapped.append(at)
+        return [original[start:end] for start, end in zip(mapped[::2], mapped[1::2], strict=True)]
+
     def original_offset(self, offset: int) -> int:
         """The original offset of folded `offset`; characters folded away before it are skipped."""
         index = bisect_right(self._fold_marks, offset) - 1
@@ -267,13 +288,10 @@ def check_keyword(keyword: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _CompiledTerm:
-    """A keyword ready to look for in folded text, with the words of the text it needs.
+    """A keyword ready to look for in folded text.
 
     A match is the folded keyword where its ends are whole-word (a word character at its edge
-    has none beside it; a prefix runs on to the end of its word). `words` are the keyword's
-    runs of word characters that a match holds as whole words of the text, `stem` a prefix
-    keyword's last run, which a word of the text starts with: an article lacking them cannot
-    hold the keyword, and a one-word keyword (`single`) is there exactly when its word is.
+    has none beside it; a prefix runs on to the end of its word).
     """
 
     index: int  # into the per-article caches
@@ -281,61 +299,12 @@ class _CompiledTerm:
     prefix: bool
     left: bool  # its first character is a word character
     right: bool  # its last character is one
-    words: frozenset[str]
-    stem: str  # "" unless a prefix keyword ends with a word character
-    single: bool
 
     @classmethod
     def of(cls, index: int, spec: _KeywordSpec) -> _CompiledTerm:
-        runs = _WORD_RUN.findall(spec.folded)
         left = bool(_IS_WORD_CHAR.match(spec.folded))
         right = bool(_IS_WORD_CHAR.match(spec.folded[-1]))
-        stem = runs.pop() if spec.prefix and right else ""
-        single = not spec.prefix and runs == [spec.folded]
-        return cls(index, spec.folded, spec.prefix, left, right, frozenset(runs), stem, single)
-
-    def spans(self, text: str, plain: bool, first_only: bool = False) -> list[tuple[int, int]]:
-        """Where the keyword is in folded `text`, leftmost first and not overlapping, as a regex
-        of the keyword with whole-word look-arounds finds them. `plain`: the text has no
-        characters of the scripts written without spaces, so a word character is any of \\w."""
-        if plain:
-            pattern = _plain_pattern(self.literal, self.prefix, self.left, self.right)
-            if first_only:
-                found = pattern.search(text)
-                return [found.span()] if found else []
-            return [match.span() for match in pattern.finditer(text)]
-        spans: list[tuple[int, int]] = []
-        literal = self.literal
-        start = text.find(literal)
-        while start >= 0:
-            end = start + len(literal)
-            if self.left and start and _IS_WORD_CHAR.match(text, start - 1):
-                start = text.find(literal, start + 1)
-                continue
-            if self.right and self.prefix:
-                rest = _WORD_RUN.match(text, end)
-                end = rest.end() if rest else end
-            elif self.right and _IS_WORD_CHAR.match(text, end):
-                start = text.find(literal, start + 1)
-                continue
-            spans.append((start, end))
-            if first_only:
-                break
-            start = text.find(literal, end)
-        return spans
-
-
-@functools.lru_cache(maxsize=4096)
-def _plain_pattern(literal: str, prefix: bool, left: bool, right: bool) -> re.Pattern[str]:
-    """A keyword's regex for text where a word character is any of \\w. It starts with the
-    keyword itself, so the regex engine can skip ahead to it; the look-behind that follows
-    checks the character before it. (The exact class of word characters leaves out the scripts
-    written without spaces, and takes milliseconds to compile into every keyword's regex.)"""
-    escaped = re.escape(literal)
-    pattern = escaped + (rf"(?<!\w{escaped})" if left else "")
-    if right:
-        pattern += r"\w*" if prefix else r"(?!\w)"
-    return re.compile(pattern)
+        return cls(index, spec.folded, spec.prefix, left, right)
 
 
 # --- queries -----------------------------------------------------------------------------------
@@ -562,6 +531,7 @@ _ALL_FIELDS = (_TEXT, _SUMMARY, _TITLE)
 _TITLE_ONLY = (_TITLE,)
 
 _Hit: TypeAlias = tuple[int, int, int]  # field, start, end (folded offsets)
+_WrittenHit: TypeAlias = tuple[int, int, int, str]  # and the text written there
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,120 +544,143 @@ class _Rule:
     positive: frozenset[int]  # the terms outside NOT: a match needs one of them present
 
 
-def _words(folded: str) -> tuple[set[str], bool]:
-    """The words of a folded text (its maximal runs of word characters), and whether it is
-    plain: without characters of the scripts written without spaces.
-
-    Splitting at white space and punctuation is C-speed `str` work; only words left with
-    another character in them (an underscore, a symbol) go through the regex, and a text that
-    is not plain through the regex whole.
-    """
-    words = set(_PUNCTUATION.sub(" ", folded).split())
-    joined = "".join(words)
-    if not joined.isascii() and _HAS_NO_SPACE.search(joined):
-        return set(_WORD_RUN.findall(folded)), False
-    if joined.isalnum():
-        return words, True
-    clean = set(filter(str.isalnum, words))
-    clean.update(_WORD_RUN.findall(" ".join(words - clean)))
-    return clean, True
-
-
-_HAS_NO_SPACE = re.compile(f"[{_NO_SPACE}]")
-# ASCII punctuation but "_" (a word character), and the commonest of the rest: typographic
-# quotes, guillemets, the ellipsis, middle dots and bullets, a few signs. Other non-word
-# characters are found by `_words` all the same, only slower.
-_PUNCTUATION = re.compile(
-    "[!-/:-@[-^`{-~\u00a2-\u00a9\u00ab\u00ae\u00b0\u00b7\u00bb"
-    "\u2018-\u201f\u2020-\u2022\u2026\u2032\u2033\u2039\u203a\u2044\u20ac]+"
-)
-
-
 class _Index:
-    """Which terms a folded text holds, told from the set of its words (see _CompiledTerm).
+    """Where a folded text holds each term, from one scan for all their literals at once.
 
-    A one-word keyword is there exactly when its word is, and a one-word prefix when a word
-    starts with its stem. Any other keyword is looked for (`_CompiledTerm.spans`) only when the
-    text has its longest word; keywords without a word of their own (scripts written without
-    spaces) are looked for in every text. Stems are checked only for the words starting with
-    their first `_STEM_KEY` letters (a shorter stem always), in a string of all the words.
+    An Aho-Corasick automaton (C-speed, every occurrence of every literal, overlapping ones
+    too) finds the candidates; a candidate counts where its ends are whole-word, checked on the
+    characters beside it. Keywords short enough to sit inside many words ("us" in "business")
+    make most candidates, and one check each sends them away.
     """
 
     def __init__(self, terms: Sequence[_CompiledTerm]) -> None:
-        self._single: dict[str, int] = {}
-        self._anchored: dict[str, list[_CompiledTerm]] = {}
-        self._stemmed: dict[str, list[tuple[str, int]]] = {}  # first letters -> (" stem", index)
-        self._short_stems: list[tuple[str, int]] = []
-        self._always: list[_CompiledTerm] = []
+        # One pattern per literal: a keyword and a prefix may share one ("Baloch", "Baloch*").
+        patterns: dict[str, int] = {}
+        self.pattern_of: dict[int, int] = {}  # term index -> pattern
         for term in terms:
-            if term.single:
-                self._single[term.literal] = term.index
-            elif term.words:
-                anchor = max(sorted(term.words), key=len)
-                self._anchored.setdefault(anchor, []).append(term)
-            elif term.stem and len(term.stem) >= _STEM_KEY:
-                key = term.stem[:_STEM_KEY]
-                self._stemmed.setdefault(key, []).append((" " + term.stem, term.index))
-            elif term.stem:
-                self._short_stems.append((" " + term.stem, term.index))
-            else:
-                self._always.append(term)
-        self._single_words = frozenset(self._single)
-        self._anchors = frozenset(self._anchored)
-        self._stem_keys = frozenset(self._stemmed)
+            self.pattern_of[term.index] = patterns.setdefault(term.literal, len(patterns))
+        self._edges = [(False, False)] * len(patterns)  # (left, right) of each pattern
+        self._terms_of: list[list[_CompiledTerm]] = [[] for _ in patterns]
+        for term in terms:
+            pattern = self.pattern_of[term.index]
+            self._edges[pattern] = (term.left, term.right)
+            self._terms_of[pattern].append(term)
+        self._automaton = (
+            ahocorasick_rs.AhoCorasick(list(patterns), implementation=_DFA) if patterns else None
+        )
 
-    def present(self, folded: str) -> tuple[set[int], bool]:
-        """The indexes of the terms found in `folded`, and whether it is plain (see _words)."""
-        words, plain = _words(folded)
-        single = self._single
-        present = {single[word] for word in words & self._single_words}
-        for anchor in words & self._anchors:
-            for term in self._anchored[anchor]:
-                if term.words <= words and term.spans(folded, plain, first_only=True):
+    def scan(self, folded: str) -> dict[int, list[_Occurrence]]:
+        """The occurrences of each pattern in `folded` that start a word (or need not)."""
+        found: dict[int, list[_Occurrence]] = {}
+        if self._automaton is None:
+            return found
+        edges = self._edges
+        last = len(folded) - 1
+        for pattern, start, end in self._automaton.find_matches_as_indexes(
+            folded, overlapping=True
+        ):
+            left, right = edges[pattern]
+            if left and start and _is_word_char(folded[start - 1]):
+                continue
+            whole = not (right and end <= last and _is_word_char(folded[end]))
+            found.setdefault(pattern, []).append((start, end, whole))
+        return found
+
+    def present(self, found: dict[int, list[_Occurrence]]) -> set[int]:
+        """The indexes of the terms that `found` (see `scan`) holds: a prefix wherever its
+        literal starts a word, a keyword where it is a whole word too."""
+        present: set[int] = set()
+        for pattern, occurrences in found.items():
+            for term in self._terms_of[pattern]:
+                if term.prefix or any(whole for _, _, whole in occurrences):
                     present.add(term.index)
-        if self._stem_keys or self._short_stems:
-            starts = " " + " ".join(words)  # " stem" in it: a word starts with the stem
-            for key in self._stem_keys.intersection(map(_STEM_KEY_OF, words)):
-                present.update(i for stem, i in self._stemmed[key] if stem in starts)
-            present.update(i for stem, i in self._short_stems if stem in starts)
-        for term in self._always:
-            if term.spans(folded, plain, first_only=True):
-                present.add(term.index)
-        return present, plain
+        return present
 
 
-_STEM_KEY = 5  # first letters of a prefix keyword's stem that make it a candidate
-_STEM_KEY_OF = operator.itemgetter(slice(_STEM_KEY))
+_Occurrence: TypeAlias = tuple[int, int, bool]  # start, end, whole word at the end too
+_DFA = ahocorasick_rs.Implementation.DFA
+# Word characters of ASCII, looked up without a call; other characters go through the regex.
+_ASCII_WORD_CHARS = frozenset(c for c in map(chr, range(0x80)) if _IS_WORD_CHAR.match(c))
+
+
+def _is_word_char(char: str) -> bool:
+    if char < "\x80":
+        return char in _ASCII_WORD_CHARS
+    return _is_wide_word_char(char)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_wide_word_char(char: str) -> bool:
+    return bool(_IS_WORD_CHAR.match(char))
 
 
 class _Article:
     """One article's three fields, folded once, with the terms each holds and their hits."""
 
-    __slots__ = ("_hits", "_sentences", "fields", "plain", "present", "present_anywhere")
+    __slots__ = (
+        "_found",
+        "_index",
+        "_sentences",
+        "_spans",
+        "_written",
+        "fields",
+        "present",
+        "present_anywhere",
+    )
 
     def __init__(self, title: str, summary: str, text: str, index: _Index) -> None:
         self.fields = (_Folded(text), _Folded(summary), _Folded(title))  # _TEXT, _SUMMARY, _TITLE
-        found = [index.present(field.folded) for field in self.fields]
-        self.present = tuple(present for present, _ in found)
-        self.plain = tuple(plain for _, plain in found)
+        self._index = index
+        self._found = tuple(index.scan(field.folded) for field in self.fields)
+        self.present = tuple(index.present(found) for found in self._found)
         self.present_anywhere = self.present[0].union(*self.present[1:])
-        self._hits: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._spans: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._written: dict[tuple[int, int], list[str]] = {}
         self._sentences: dict[_Hit, str] = {}
 
     def has(self, term: _CompiledTerm, fields: tuple[int, ...]) -> bool:
         return any(term.index in self.present[field] for field in fields)
 
-    def hits(self, term: _CompiledTerm, fields: tuple[int, ...]) -> list[_Hit]:
-        found: list[_Hit] = []
+    def hits(self, term: _CompiledTerm, fields: tuple[int, ...]) -> list[_WrittenHit]:
+        """Where `term` is in `fields`, with the text written there."""
+        found: list[_WrittenHit] = []
         for field in fields:
-            if term.index not in self.present[field]:
-                continue
-            key = (term.index, field)
-            spans = self._hits.get(key)
-            if spans is None:
-                spans = self._hits[key] = term.spans(self.fields[field].folded, self.plain[field])
-            found.extend((field, start, end) for start, end in spans)
+            if term.index in self.present[field]:
+                spans = self._spans_of(term, field)
+                written = self.written(term, field)
+                found.extend(
+                    (field, start, end, text)
+                    for (start, end), text in zip(spans, written, strict=True)
+                )
         return found
+
+    def _spans_of(self, term: _CompiledTerm, field: int) -> list[tuple[int, int]]:
+        """Where `term` is in the field: leftmost first and not overlapping, as a regex of the
+        keyword with whole-word look-arounds finds them (a prefix runs on to the end of its
+        word)."""
+        key = (term.index, field)
+        spans = self._spans.get(key)
+        if spans is None:
+            spans = self._spans[key] = []
+            folded = self.fields[field].folded
+            after = 0  # where the last span ended
+            extend = term.prefix and term.right
+            for start, end, whole in self._found[field][self._index.pattern_of[term.index]]:
+                if start < after or not (whole or term.prefix):
+                    continue
+                if extend and (rest := _WORD_RUN.match(folded, end)):
+                    end = rest.end()
+                spans.append((start, end))
+                after = end
+        return spans
+
+    def written(self, term: _CompiledTerm, field: int) -> list[str]:
+        """The original text of each of `_spans_of(term, field)`."""
+        key = (term.index, field)
+        written = self._written.get(key)
+        if written is None:
+            written = self._written[key] = self.fields[field].written(self._spans_of(term, field))
+        return written
 
     def sentence(self, hit: _Hit) -> str:
         """The sentence around a hit, as reported (topics often share their first hit)."""
@@ -734,7 +727,7 @@ class Matcher:
                 continue
             if rule.require and not any(term.index in present for term in rule.require):
                 continue
-            hits = [hit for term, fields in positives for hit in article.hits(term, fields)]
+            hits = [article.hits(term, fields) for term, fields in positives]
             matches.append(_topic_match(rule.name, hits, article))
         return tuple(matches)
 
@@ -766,34 +759,44 @@ class Matcher:
         return any_true, collected
 
 
-def _topic_match(name: str, hits: list[_Hit], article: _Article) -> models.TopicMatch:
-    spans = _merge(hits)
+def _topic_match(name: str, hits: list[list[_WrittenHit]], article: _Article) -> models.TopicMatch:
+    """The match of a topic shown by `hits`, one list for each of its terms."""
+    ordered = hits[0] if len(hits) == 1 else _merge(hits, article)
     words: list[str] = []
     seen: set[str] = set()
-    seen_as_written: set[str] = set()
-    for field, start, end in spans:
-        folded = article.fields[field]
-        written = folded.original[folded.original_offset(start) : folded.original_offset(end)]
-        if written in seen_as_written:  # a repeat, as most are: no need to collapse it again
-            continue
-        seen_as_written.add(written)
+    for written in dict.fromkeys(text for _, _, _, text in ordered):  # repeats, as most are
         word = _collapse(written)
         if word.casefold() not in seen:
             seen.add(word.casefold())
             words.append(word)
-    return models.TopicMatch(topic=name, words=tuple(words), sentence=article.sentence(spans[0]))
+    field, start, end, _ = ordered[0]
+    sentence = article.sentence((field, start, end))
+    return models.TopicMatch(topic=name, words=tuple(words), sentence=sentence)
 
 
-def _merge(hits: list[_Hit]) -> list[_Hit]:
-    """Hits in report order, overlapping ones joined (`rare earth` inside `rare earths`)."""
-    merged: list[_Hit] = []
-    for field, start, end in sorted(hits):
+def _merge(hits: list[list[_WrittenHit]], article: _Article) -> list[_WrittenHit]:
+    """The hits of several terms in report order, overlapping ones joined (`rare earth` inside
+    `rare earths`) and their text read anew."""
+    merged: list[_WrittenHit] = []
+    joined = False
+    for hit in sorted(itertools.chain.from_iterable(hits)):
+        field, start, end, _ = hit
         if merged and merged[-1][0] == field and start < merged[-1][2]:
             last = merged[-1]
-            merged[-1] = (field, last[1], max(last[2], end))
+            merged[-1] = (field, last[1], max(last[2], end), "")
+            joined = True
         else:
-            merged.append((field, start, end))
+            merged.append(hit)
+    if joined:
+        merged = [
+            (field, start, end, text or _written_at(article.fields[field], start, end))
+            for field, start, end, text in merged
+        ]
     return merged
+
+
+def _written_at(folded: _Folded, start: int, end: int) -> str:
+    return folded.original[folded.original_offset(start) : folded.original_offset(end)]
 
 
 # --- sentences ---------------------------------------------------------------------------------
