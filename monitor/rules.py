@@ -23,18 +23,19 @@ A match reports the keywords (or positive query terms) found, as written in the 
 text first, then summary, then title, repeats dropped whatever their case; and the sentence
 around the first of them. `require` and `exclude` words are context and are not reported.
 
-Text is normalised once per field (`_Folded`), keeping a map from normalised offsets back to the
-original, so the words and the sentence reported come from the article as written. One
-Aho-Corasick scan of a field (`_Index`, C-speed) finds every occurrence of every keyword; only
-the topics that the keywords present can make true are evaluated, and only the occurrences a
-match reports are mapped back to the original (benchmarks/matching_bench.py). A `Matcher`
-never changes after it is built, so threads may share it.
+An article's fields are joined into one text, normalised once (`_Folded`) with a map from
+normalised offsets back to the original, so the words and the sentence reported come from the
+article as written. One Aho-Corasick scan (`_Index`, C-speed) finds every occurrence of every
+keyword; only the topics that the keywords present can make true are evaluated, and only the
+occurrences a match reports are mapped back to the original (benchmarks/matching_bench.py). A
+`Matcher` never changes after it is built, so threads may share it.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import re
 import unicodedata
 from bisect import bisect_right
@@ -66,7 +67,7 @@ _LETTER = r"[^\W\d_]"
 # The white space and dashes of ASCII but the space: alone, each is a space; in a run, the run is.
 _ASCII_SPACES = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f-"
 _ASCII_BYTES = bytes(range(0x80))
-_NOT_ASCII_SPACES = bytes(sorted(set(range(0x100)) - set(_ASCII_SPACES.encode())))
+_ASCII_SPACES_TO_SPACE = bytes.maketrans(_ASCII_SPACES.encode(), b" " * len(_ASCII_SPACES))
 # A run of white space and dashes, once each of them is a space.
 _SPACE_RUN = re.compile("   *")
 # A period between single letters ("U.S." -> "US"): after a letter that follows no word
@@ -77,13 +78,16 @@ _INITIALS_DOT = re.compile(
 
 
 @functools.cache
-def _fold_classes() -> tuple[frozenset[str], frozenset[str]]:
-    """The characters beyond ASCII that fold to a space (white space and dashes), and those in
-    the Basic Multilingual Plane whose folded form may not be their lower case (`_folds_apart`).
+def _fold_classes() -> tuple[frozenset[str], frozenset[str], re.Pattern[str]]:
+    """The characters beyond ASCII that fold to a space (white space and dashes); those of the
+    Basic Multilingual Plane whose folded form may not be their lower case (`_folds_apart`);
+    and a pattern of the characters beyond ASCII that folding may do more to than lower case:
+    these, the apostrophes, every character beyond the Basic Multilingual Plane (which counts
+    as folding apart whatever it is: `_fold_char` says what it becomes), and the characters that
+    are no word character (see `_Folded`'s `neutral`).
 
     Built on first use: finding them takes a pass over the Basic Multilingual Plane (some
-    30 ms). Characters beyond it count as folding apart, whatever they are: `_fold_char` says
-    what they become.
+    50 ms).
     """
     spacey: list[str] = []
     apart: list[str] = []
@@ -92,7 +96,23 @@ def _fold_classes() -> tuple[frozenset[str], frozenset[str]]:
             spacey.append(char)
         elif char not in _APOSTROPHES and _folds_apart(char):
             apart.append(char)
-    return frozenset(spacey), frozenset(apart)
+    special = _char_class(sorted([*spacey, *apart, *_APOSTROPHES]))
+    pattern = re.compile(f"[{special}\\U00010000-\\U0010ffff]|[^\\w\\x00-\\x7f]")
+    return frozenset(spacey), frozenset(apart), pattern
+
+
+def _char_class(chars: Sequence[str]) -> str:
+    """The inside of a regex character class holding `chars` (sorted), as ranges."""
+    ranges: list[list[int]] = []
+    for code in map(ord, chars):
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return "".join(
+        re.escape(chr(low)) if low == high else f"{re.escape(chr(low))}-{re.escape(chr(high))}"
+        for low, high in ranges
+    )
 
 
 def _folds_apart(char: str) -> bool:
@@ -151,37 +171,49 @@ class _Folded:
     wherever it changes a length.
     """
 
-    __slots__ = ("_fold_marks", "_orig_marks", "folded", "original")
+    __slots__ = ("_fold_marks", "_lookup", "_orig_marks", "folded", "original")
 
-    def __init__(self, original: str) -> None:
+    def __init__(
+        self, original: str, neutral: str = "", keep: frozenset[str] = frozenset()
+    ) -> None:
         self.original = original
-        encoded = original.encode("utf-8", "surrogatepass")
-        # A copy of the same length where every white space character and dash is a space and
-        # every apostrophe "'". (UTF-8 holds ASCII bytes only for ASCII characters, so the
-        # `bytes` work tells which characters the text holds without a pass in Python.)
-        spaced = original
-        for byte in set(encoded.translate(None, _NOT_ASCII_SPACES)):
-            spaced = spaced.replace(chr(byte), " ")
+        # A copy of the same length where every white space character and dash is a space,
+        # every apostrophe but the letter "ʼ" is "'", and `neutral` stands for the characters
+        # beyond ASCII that are no word character and not in `keep`, made in UTF-8 bytes (C
+        # speed; ASCII bytes are never part of another character).
+        encoded = original.encode("utf-8", "surrogatepass").translate(_ASCII_SPACES_TO_SPACE)
         apart: set[str] = set()
         if not original.isascii():
-            spacey, folds_apart = _fold_classes()
-            for char in set(encoded.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")):
+            spacey, folds_apart, special = _fold_classes()
+            beyond_ascii = encoded.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
+            for char in set(special.findall(beyond_ascii)):
                 if char in spacey:
-                    spaced = spaced.replace(char, " ")
-                elif char in folds_apart or char > "\uffff" or char in _APOSTROPHES:
+                    replacement = " "
+                elif char in _APOSTROPHES and char != "\u02bc":
+                    replacement = "'"
+                elif char in folds_apart or char > "\uffff" or char == "\u02bc":
                     apart.add(char)
-        # The spots where folding changes the length: (start, end, folded form).
+                    continue
+                elif neutral and char not in keep:
+                    replacement = neutral
+                else:
+                    continue
+                encoded = encoded.replace(
+                    char.encode("utf-8", "surrogatepass"), replacement.encode()
+                )
+        spaced = encoded.decode("utf-8", "surrogatepass")
+        # The spots where folding changes the length, but runs of spaces: (start, end, folded
+        # form). Runs are collapsed between them (`_collapse_runs`).
         spots: list[tuple[int, int, str]] = []
-        if "  " in spaced:
-            spots.extend((run.start(), run.end(), " ") for run in _SPACE_RUN.finditer(spaced))
         if "." in spaced:
             spots.extend((dot.start(), dot.end(), "") for dot in _INITIALS_DOT.finditer(spaced))
         in_place: list[tuple[str, str]] = []
         for char in apart:
             folded_char = _fold_char(char)
-            # In place when it stays one character that lower case keeps, and that is not
-            # itself replaced in this text ("𐐥" -> "𐑍" -> ...).
-            stays_one = len(folded_char) == 1 and folded_char.lower() == folded_char
+            # In place when it stays one character that lower case keeps, and that is neither a
+            # space (no run of spaces takes it in) nor itself replaced in this text ("𐐥" -> "𐑍"
+            # -> ...).
+            stays_one = len(folded_char) == 1 and folded_char.lower() == folded_char != " "
             if stays_one and (folded_char == char or folded_char not in apart):
                 if folded_char != char:
                     in_place.append((char, folded_char))
@@ -190,8 +222,8 @@ class _Folded:
             while at >= 0:
                 spots.append((at, at + 1, folded_char))
                 at = spaced.find(char, at + 1)
-        # Only once the spots are found: a character folded in place might read as a space, a
-        # period or a letter to the scans above, and it does not for the original scan.
+        # Only once the spots are found: a character folded in place might read as a period or
+        # a letter to the scan above, and it does not for the original scan.
         for char, folded_char in in_place:
             spaced = spaced.replace(char, folded_char)
         pieces: list[str] = []
@@ -199,36 +231,43 @@ class _Folded:
         orig_marks = [0]
         length = 0  # of the folded text so far
         done = 0  # original offset folded so far
-        for start, end, replacement in sorted(spots):
-            pieces.append(spaced[done:start].lower())
+        for start, end, replacement in [*sorted(spots), (len(spaced), len(spaced), "")]:
+            between = spaced[done:start].lower()
+            if "  " in between:
+                between = _collapse_runs(between, length, done, fold_marks, orig_marks)
+            pieces.append(between)
             pieces.append(replacement)
-            length += start - done + len(replacement)
+            length += len(between) + len(replacement)
             if length - fold_marks[-1] != end - orig_marks[-1]:
                 fold_marks.append(length)
                 orig_marks.append(end)
             done = end
-        pieces.append(spaced[done:].lower())
         self.folded = "".join(pieces)
         self._fold_marks = fold_marks
         self._orig_marks = orig_marks
+        self._lookup: tuple[list[int], list[int]] | None = None  # see `written`
 
     def written(self, spans: Sequence[tuple[int, int]]) -> list[str]:
-        """The original text of each folded span, for spans in order and not overlapping: their
-        ends mapped as by `original_offset`, in one walk along the marks."""
-        original, fold_marks, orig_marks = self.original, self._fold_marks, self._orig_marks
-        if len(fold_marks) == 1:  # nothing folded to another length
-            return [original[start:end] for start, end in spans]
-        mapped: list[int] = []
-        mark = 0  # the last mark at or before the offset
-        last_mark = len(fold_marks) - 1
-        for offset in itertools.chain.from_iterable(spans):
-            while mark < last_mark and fold_marks[mark + 1] <= offset:
-                mark += 1
-            at = orig_marks[mark] + offset - fold_marks[mark]
-            if mark < last_mark and at > orig_marks[mark + 1]:
-                at = orig_marks[mark + 1]
-            mapped.append(at)
-        return [original[start:end] for start, end in zip(mapped[::2], mapped[1::2], strict=True)]
+        """The original text of each folded span, its ends mapped as by `original_offset`:
+        with `map` over C functions, not a Python loop (articles have thousands of hits)."""
+        ends = list(itertools.chain.from_iterable(spans))
+        if len(self._fold_marks) > 1:
+            if self._lookup is None:
+                # At `bisect_right(_fold_marks, offset)`: the original minus the folded offset
+                # of the mark before the offset, and where the piece it is in ends.
+                shifts = [0, *map(operator.sub, self._orig_marks, self._fold_marks)]
+                caps = [0, *self._orig_marks[1:], len(self.original)]
+                self._lookup = (shifts, caps)
+            shifts, caps = self._lookup
+            after = list(map(bisect_right, itertools.repeat(self._fold_marks), ends))
+            shifted = map(operator.add, ends, map(shifts.__getitem__, after))
+            ends = list(map(min, shifted, map(caps.__getitem__, after)))
+        return list(map(self.original.__getitem__, map(slice, ends[::2], ends[1::2])))
+
+    def folded_offset(self, offset: int) -> int:
+        """The folded offset of original `offset`, at a character that folds to itself."""
+        index = bisect_right(self._orig_marks, offset) - 1
+        return self._fold_marks[index] + offset - self._orig_marks[index]
 
     def original_offset(self, offset: int) -> int:
         """The original offset of folded `offset`; characters folded away before it are skipped."""
@@ -238,6 +277,26 @@ class _Folded:
             # Inside a piece that folding made longer ("ß" -> "ss"): stay within the piece.
             mapped = min(mapped, self._orig_marks[index + 1])
         return mapped
+
+
+def _collapse_runs(
+    text: str, fold_at: int, orig_at: int, fold_marks: list[int], orig_marks: list[int]
+) -> str:
+    """`text` with each run of spaces one space, and a mark after each run (a run always
+    shortens the text) added to the marks, `text` being at `fold_at` in the folded text and at
+    `orig_at` in the original. C-speed work, whatever the number of runs (a paragraph break is
+    one)."""
+    parts = _SPACE_RUN.split(text)
+    lengths = list(map(len, parts[:-1]))  # the text before each run, from the last one
+    runs = map(len, _SPACE_RUN.findall(text))
+    fold_after = itertools.accumulate(
+        map(operator.add, lengths, itertools.repeat(1)), initial=fold_at
+    )
+    orig_after = itertools.accumulate(map(operator.add, lengths, runs), initial=orig_at)
+    next(fold_after), next(orig_after)  # where `text` starts is no mark
+    fold_marks.extend(fold_after)
+    orig_marks.extend(orig_after)
+    return " ".join(parts)
 
 
 # --- keywords ----------------------------------------------------------------------------------
@@ -530,8 +589,8 @@ _TEXT, _SUMMARY, _TITLE = 0, 1, 2
 _ALL_FIELDS = (_TEXT, _SUMMARY, _TITLE)
 _TITLE_ONLY = (_TITLE,)
 
-_Hit: TypeAlias = tuple[int, int, int]  # field, start, end (folded offsets)
-_WrittenHit: TypeAlias = tuple[int, int, int, str]  # and the text written there
+# Hits of a keyword: their (start, end) folded offsets in order, and the text written there.
+_Hits: TypeAlias = tuple[list[tuple[int, int]], list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,8 +608,15 @@ class _Index:
 
     An Aho-Corasick automaton (C-speed, every occurrence of every literal, overlapping ones
     too) finds the candidates; a candidate counts where its ends are whole-word, checked on the
-    characters beside it. Keywords short enough to sit inside many words ("us" in "business")
-    make most candidates, and one check each sends them away.
+    characters beside it.
+
+    Text in ASCII, as most is once folded (see `_Folded`'s `neutral`), is scanned as bytes, whose
+    offsets are those of its characters (`AhoCorasick` maps every byte of a text to its
+    character first), in a copy where each character that is no word character and in no
+    keyword is the separator, with one in front. A literal that starts with a word character is
+    looked for after each character that may then stand before it, so it is found only where it
+    starts a word: keywords short enough to sit inside many words ("us" in "business") would
+    otherwise make most of the candidates.
     """
 
     def __init__(self, terms: Sequence[_CompiledTerm]) -> None:
@@ -565,25 +631,97 @@ class _Index:
             pattern = self.pattern_of[term.index]
             self._edges[pattern] = (term.left, term.right)
             self._terms_of[pattern].append(term)
+        # The characters of the keywords; the others are told apart only as word characters or
+        # not (see `_Folded`'s `neutral`).
+        self.keep = frozenset("".join(patterns))
+        # What joins an article's fields into one text to fold and scan, and stands for the
+        # other characters that are no word character: no word character, white space or
+        # period (no word, run of spaces or initials spans two fields), and in no keyword (no
+        # keyword is found across two fields).
+        self.separator = next(c for c in _SEPARATORS if c not in self.keep)
         self._automaton = (
             ahocorasick_rs.AhoCorasick(list(patterns), implementation=_DFA) if patterns else None
         )
+        ascii_non_word = [chr(c) for c in range(0x80) if not _IS_WORD_CHAR.match(chr(c))]
+        self._to_scan = bytes.maketrans(
+            "".join(c for c in ascii_non_word if c not in self.keep).encode(),
+            self.separator.encode() * sum(c not in self.keep for c in ascii_non_word),
+        )
+        before_word = [self.separator, *(c for c in ascii_non_word if c in self.keep)]
+        ascii_patterns: list[bytes] = []
+        # For each pattern of the ASCII automaton: its literal's pattern, and its own start.
+        self._ascii_literals: list[tuple[int, int]] = []
+        for literal, pattern in patterns.items():
+            if literal.isascii():
+                for before in before_word if self._edges[pattern][0] else [""]:
+                    ascii_patterns.append((before + literal).encode())
+                    self._ascii_literals.append((pattern, len(before)))
+        self._ascii_automaton = (
+            ahocorasick_rs.BytesAhoCorasick(ascii_patterns, implementation=_DFA)
+            if ascii_patterns
+            else None
+        )
 
-    def scan(self, folded: str) -> dict[int, list[_Occurrence]]:
-        """The occurrences of each pattern in `folded` that start a word (or need not)."""
-        found: dict[int, list[_Occurrence]] = {}
+    def scan(self, folded: str, ends: Sequence[int]) -> list[dict[int, list[_Occurrence]]]:
+        """For each field of `folded` (the fields joined by `separator`, each ending at its
+        offset in `ends`), the occurrences of each pattern that start a word (or need not)."""
+        if folded.isascii():
+            found = self._scan(folded, ends, self._ascii_occurrences(folded))
+        else:
+            found = self._scan(folded, ends, self._occurrences(folded))
+        return found
+
+    def _ascii_occurrences(self, folded: str) -> Iterator[tuple[int, int, int]]:
+        """(pattern, start, end) of each occurrence that starts a word, in the order of ends."""
+        if self._ascii_automaton is None:
+            return
+        scanned = (self.separator + folded).encode("ascii").translate(self._to_scan)
+        literals = self._ascii_literals
+        for found, start, end in self._ascii_automaton.find_matches_as_indexes(
+            scanned, overlapping=True
+        ):
+            pattern, literal_start = literals[found]
+            yield pattern, start + literal_start - 1, end - 1
+
+    def _occurrences(self, folded: str) -> Iterator[tuple[int, int, int]]:
+        """(pattern, start, end) of each occurrence that starts a word, in the order of ends."""
         if self._automaton is None:
-            return found
+            return
         edges = self._edges
-        last = len(folded) - 1
         for pattern, start, end in self._automaton.find_matches_as_indexes(
             folded, overlapping=True
         ):
-            left, right = edges[pattern]
-            if left and start and _is_word_char(folded[start - 1]):
-                continue
-            whole = not (right and end <= last and _is_word_char(folded[end]))
-            found.setdefault(pattern, []).append((start, end, whole))
+            if edges[pattern][0] and start:
+                before = folded[start - 1]
+                if before in _ASCII_WORD_CHARS or (before > "\x7f" and _is_wide_word_char(before)):
+                    continue
+            yield pattern, start, end
+
+    def _scan(
+        self, folded: str, ends: Sequence[int], occurrences: Iterator[tuple[int, int, int]]
+    ) -> list[dict[int, list[_Occurrence]]]:
+        found: list[dict[int, list[_Occurrence]]] = [{} for _ in ends]
+        edges = self._edges
+        last = len(folded) - 1
+        field = 0
+        in_field = found[0]
+        field_end = ends[0]
+        # Occurrences come in the order of their ends, so field by field.
+        for pattern, start, end in occurrences:
+            whole = True
+            if edges[pattern][1] and end <= last:
+                after = folded[end]
+                whole = not (
+                    after in _ASCII_WORD_CHARS or (after > "\x7f" and _is_wide_word_char(after))
+                )
+            while end > field_end:
+                field += 1
+                in_field = found[field]
+                field_end = ends[field]
+            if pattern in in_field:
+                in_field[pattern].append((start, end, whole))
+            else:
+                in_field[pattern] = [(start, end, whole)]
         return found
 
     def present(self, found: dict[int, list[_Occurrence]]) -> set[int]:
@@ -598,15 +736,11 @@ class _Index:
 
 
 _Occurrence: TypeAlias = tuple[int, int, bool]  # start, end, whole word at the end too
+# The control characters that are no white space.
+_SEPARATORS = "".join(map(chr, [*range(0x09), *range(0x0E, 0x1C), 0x7F]))
 _DFA = ahocorasick_rs.Implementation.DFA
 # Word characters of ASCII, looked up without a call; other characters go through the regex.
 _ASCII_WORD_CHARS = frozenset(c for c in map(chr, range(0x80)) if _IS_WORD_CHAR.match(c))
-
-
-def _is_word_char(char: str) -> bool:
-    if char < "\x80":
-        return char in _ASCII_WORD_CHARS
-    return _is_wide_word_char(char)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -615,81 +749,78 @@ def _is_wide_word_char(char: str) -> bool:
 
 
 class _Article:
-    """One article's three fields, folded once, with the terms each holds and their hits."""
+    """One article's three fields, folded and scanned as one text (fields joined by the index's
+    separator: the same as one by one, with less work for each), with the terms each field
+    holds and their hits. Folded offsets are into the joined text."""
 
     __slots__ = (
         "_found",
+        "_hits",
         "_index",
         "_sentences",
-        "_spans",
-        "_written",
-        "fields",
+        "_starts",
+        "folded",
+        "originals",
         "present",
         "present_anywhere",
     )
 
     def __init__(self, title: str, summary: str, text: str, index: _Index) -> None:
-        self.fields = (_Folded(text), _Folded(summary), _Folded(title))  # _TEXT, _SUMMARY, _TITLE
+        self.originals = (text, summary, title)  # _TEXT, _SUMMARY, _TITLE
         self._index = index
-        self._found = tuple(index.scan(field.folded) for field in self.fields)
+        self.folded = _Folded(index.separator.join(self.originals), index.separator, index.keep)
+        # Where each field starts in the joined original, and where it ends in the folded text.
+        self._starts = (0, len(text) + 1, len(text) + len(summary) + 2)
+        ends = [self.folded.folded_offset(start - 1) for start in self._starts[1:]]
+        self._found = index.scan(self.folded.folded, [*ends, len(self.folded.folded)])
         self.present = tuple(index.present(found) for found in self._found)
         self.present_anywhere = self.present[0].union(*self.present[1:])
-        self._spans: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        self._written: dict[tuple[int, int], list[str]] = {}
-        self._sentences: dict[_Hit, str] = {}
+        self._hits: dict[tuple[int, tuple[int, ...]], _Hits] = {}
+        self._sentences: dict[tuple[int, int], str] = {}
 
     def has(self, term: _CompiledTerm, fields: tuple[int, ...]) -> bool:
         return any(term.index in self.present[field] for field in fields)
 
-    def hits(self, term: _CompiledTerm, fields: tuple[int, ...]) -> list[_WrittenHit]:
-        """Where `term` is in `fields`, with the text written there."""
-        found: list[_WrittenHit] = []
-        for field in fields:
-            if term.index in self.present[field]:
-                spans = self._spans_of(term, field)
-                written = self.written(term, field)
-                found.extend(
-                    (field, start, end, text)
-                    for (start, end), text in zip(spans, written, strict=True)
-                )
-        return found
+    def hits(self, term: _CompiledTerm, fields: tuple[int, ...]) -> _Hits:
+        """Where `term` is in `fields`, in order, and the text written there."""
+        key = (term.index, fields)
+        hits = self._hits.get(key)
+        if hits is None:
+            spans: list[tuple[int, int]] = []
+            for field in fields:
+                if term.index in self.present[field]:
+                    spans += self._spans_of(term, field)
+            hits = self._hits[key] = (spans, self.folded.written(spans))
+        return hits
 
     def _spans_of(self, term: _CompiledTerm, field: int) -> list[tuple[int, int]]:
         """Where `term` is in the field: leftmost first and not overlapping, as a regex of the
         keyword with whole-word look-arounds finds them (a prefix runs on to the end of its
         word)."""
-        key = (term.index, field)
-        spans = self._spans.get(key)
-        if spans is None:
-            spans = self._spans[key] = []
-            folded = self.fields[field].folded
-            after = 0  # where the last span ended
-            extend = term.prefix and term.right
-            for start, end, whole in self._found[field][self._index.pattern_of[term.index]]:
-                if start < after or not (whole or term.prefix):
-                    continue
-                if extend and (rest := _WORD_RUN.match(folded, end)):
-                    end = rest.end()
-                spans.append((start, end))
-                after = end
+        spans: list[tuple[int, int]] = []
+        folded = self.folded.folded
+        after = 0  # where the last span ended
+        extend = term.prefix and term.right
+        for start, end, whole in self._found[field][self._index.pattern_of[term.index]]:
+            if start < after or not (whole or term.prefix):
+                continue
+            if extend and (rest := _WORD_RUN.match(folded, end)):
+                end = rest.end()
+            spans.append((start, end))
+            after = end
         return spans
 
-    def written(self, term: _CompiledTerm, field: int) -> list[str]:
-        """The original text of each of `_spans_of(term, field)`."""
-        key = (term.index, field)
-        written = self._written.get(key)
-        if written is None:
-            written = self._written[key] = self.fields[field].written(self._spans_of(term, field))
-        return written
-
-    def sentence(self, hit: _Hit) -> str:
+    def sentence(self, hit: tuple[int, int]) -> str:
         """The sentence around a hit, as reported (topics often share their first hit)."""
         sentence = self._sentences.get(hit)
         if sentence is None:
-            field, start, end = hit
-            folded = self.fields[field]
+            start, end = hit
+            field = bisect_right(self._starts, self.folded.original_offset(start)) - 1
+            shift = self._starts[field]
             sentence = self._sentences[hit] = _sentence(
-                folded.original, folded.original_offset(start), folded.original_offset(end)
+                self.originals[field],
+                self.folded.original_offset(start) - shift,
+                self.folded.original_offset(end) - shift,
             )
         return sentence
 
@@ -759,40 +890,41 @@ class Matcher:
         return any_true, collected
 
 
-def _topic_match(name: str, hits: list[list[_WrittenHit]], article: _Article) -> models.TopicMatch:
-    """The match of a topic shown by `hits`, one list for each of its terms."""
-    ordered = hits[0] if len(hits) == 1 else _merge(hits, article)
+def _topic_match(name: str, hits: list[_Hits], article: _Article) -> models.TopicMatch:
+    """The match of a topic shown by `hits`, those of each of its terms. In the joined text,
+    the order of offsets is the order a match is reported in: body text, summary, title."""
+    spans, written = hits[0] if len(hits) == 1 else _merge(hits, article)
     words: list[str] = []
     seen: set[str] = set()
-    for written in dict.fromkeys(text for _, _, _, text in ordered):  # repeats, as most are
-        word = _collapse(written)
+    for text in dict.fromkeys(written):  # without repeats, as most are
+        word = _collapse(text)
         if word.casefold() not in seen:
             seen.add(word.casefold())
             words.append(word)
-    field, start, end, _ = ordered[0]
-    sentence = article.sentence((field, start, end))
-    return models.TopicMatch(topic=name, words=tuple(words), sentence=sentence)
+    return models.TopicMatch(topic=name, words=tuple(words), sentence=article.sentence(spans[0]))
 
 
-def _merge(hits: list[list[_WrittenHit]], article: _Article) -> list[_WrittenHit]:
-    """The hits of several terms in report order, overlapping ones joined (`rare earth` inside
+def _merge(hits: list[_Hits], article: _Article) -> _Hits:
+    """The hits of several terms in order, overlapping ones joined (`rare earth` inside
     `rare earths`) and their text read anew."""
-    merged: list[_WrittenHit] = []
-    joined = False
-    for hit in sorted(itertools.chain.from_iterable(hits)):
-        field, start, end, _ = hit
-        if merged and merged[-1][0] == field and start < merged[-1][2]:
-            last = merged[-1]
-            merged[-1] = (field, last[1], max(last[2], end), "")
-            joined = True
+    spans: list[tuple[int, int]] = []
+    written: list[str] = []
+    joined: set[int] = set()
+    every = zip(
+        itertools.chain.from_iterable(span for span, _ in hits),
+        itertools.chain.from_iterable(text for _, text in hits),
+        strict=True,
+    )
+    for (start, end), text in sorted(every):
+        if spans and start < spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+            joined.add(len(spans) - 1)
         else:
-            merged.append(hit)
-    if joined:
-        merged = [
-            (field, start, end, text or _written_at(article.fields[field], start, end))
-            for field, start, end, text in merged
-        ]
-    return merged
+            spans.append((start, end))
+            written.append(text)
+    for at in joined:
+        written[at] = _written_at(article.folded, *spans[at])
+    return spans, written
 
 
 def _written_at(folded: _Folded, start: int, end: int) -> str:
