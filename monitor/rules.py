@@ -69,7 +69,7 @@ _ASCII_SPACES = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f-"
 _ASCII_BYTES = bytes(range(0x80))
 _ASCII_SPACES_TO_SPACE = bytes.maketrans(_ASCII_SPACES.encode(), b" " * len(_ASCII_SPACES))
 # A run of white space and dashes, once each of them is a space.
-_SPACE_RUN = re.compile("   *")
+_SPACE_RUN = re.compile("(   *)")
 # A period between single letters ("U.S." -> "US"): after a letter that follows no word
 # character, and before such a letter or after a second one ("U.S.").
 _INITIALS_DOT = re.compile(
@@ -91,13 +91,16 @@ def _fold_classes() -> tuple[frozenset[str], frozenset[str], re.Pattern[str]]:
     """
     spacey: list[str] = []
     apart: list[str] = []
+    special: list[str] = []
     for char in map(chr, range(0x80, 0x10000)):
         if char.isspace() or char in _DASH_CHARS:
             spacey.append(char)
         elif char not in _APOSTROPHES and _folds_apart(char):
             apart.append(char)
-    special = _char_class(sorted([*spacey, *apart, *_APOSTROPHES]))
-    pattern = re.compile(f"[{special}\\U00010000-\\U0010ffff]|[^\\w\\x00-\\x7f]")
+        elif not (char.isalnum() or char in _APOSTROPHES):  # no word character
+            special.append(char)
+    special = sorted([*special, *spacey, *apart, *_APOSTROPHES])
+    pattern = re.compile(f"[{_char_class(special)}\\U00010000-\\U0010ffff]")
     return frozenset(spacey), frozenset(apart), pattern
 
 
@@ -286,9 +289,10 @@ def _collapse_runs(
     shortens the text) added to the marks, `text` being at `fold_at` in the folded text and at
     `orig_at` in the original. C-speed work, whatever the number of runs (a paragraph break is
     one)."""
-    parts = _SPACE_RUN.split(text)
+    parts_and_runs = _SPACE_RUN.split(text)  # text, run, text, run, ..., text
+    parts = parts_and_runs[::2]
     lengths = list(map(len, parts[:-1]))  # the text before each run, from the last one
-    runs = map(len, _SPACE_RUN.findall(text))
+    runs = map(len, parts_and_runs[1::2])
     fold_after = itertools.accumulate(
         map(operator.add, lengths, itertools.repeat(1)), initial=fold_at
     )
