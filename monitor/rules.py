@@ -174,7 +174,7 @@ class _Folded:
     wherever it changes a length.
     """
 
-    __slots__ = ("_fold_marks", "_lookup", "_orig_marks", "folded", "original")
+    __slots__ = ("_fold_marks", "_orig_marks", "folded", "original")
 
     def __init__(
         self, original: str, neutral: str = "", keep: frozenset[str] = frozenset()
@@ -248,24 +248,22 @@ class _Folded:
         self.folded = "".join(pieces)
         self._fold_marks = fold_marks
         self._orig_marks = orig_marks
-        self._lookup: tuple[list[int], list[int]] | None = None  # see `written`
 
     def written(self, spans: Sequence[tuple[int, int]]) -> list[str]:
-        """The original text of each folded span, its ends mapped as by `original_offset`:
-        with `map` over C functions, not a Python loop (articles have thousands of hits)."""
-        ends = list(itertools.chain.from_iterable(spans))
-        if len(self._fold_marks) > 1:
-            if self._lookup is None:
-                # At `bisect_right(_fold_marks, offset)`: the original minus the folded offset
-                # of the mark before the offset, and where the piece it is in ends.
-                shifts = [0, *map(operator.sub, self._orig_marks, self._fold_marks)]
-                caps = [0, *self._orig_marks[1:], len(self.original)]
-                self._lookup = (shifts, caps)
-            shifts, caps = self._lookup
-            after = list(map(bisect_right, itertools.repeat(self._fold_marks), ends))
-            shifted = map(operator.add, ends, map(shifts.__getitem__, after))
-            ends = list(map(min, shifted, map(caps.__getitem__, after)))
-        return list(map(self.original.__getitem__, map(slice, ends[::2], ends[1::2])))
+        """The original text of each folded span, its ends mapped as by `original_offset`
+        (written out here: a call for each of the thousands of ends is a cost of its own)."""
+        original, fold_marks, orig_marks = self.original, self._fold_marks, self._orig_marks
+        if len(fold_marks) == 1:  # nothing folded to another length
+            return [original[start:end] for start, end in spans]
+        last_mark = len(fold_marks) - 1
+        ends: list[int] = []
+        for offset in itertools.chain.from_iterable(spans):
+            mark = bisect_right(fold_marks, offset) - 1
+            mapped = orig_marks[mark] + offset - fold_marks[mark]
+            if mark < last_mark and mapped > orig_marks[mark + 1]:
+                mapped = orig_marks[mark + 1]
+            ends.append(mapped)
+        return [original[start:end] for start, end in zip(ends[::2], ends[1::2], strict=True)]
 
     def folded_offset(self, offset: int) -> int:
         """The folded offset of original `offset`, at a character that folds to itself."""
