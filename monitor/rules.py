@@ -86,8 +86,8 @@ def _fold_classes() -> tuple[frozenset[str], frozenset[str], re.Pattern[str]]:
     as folding apart whatever it is: `_fold_char` says what it becomes), and the characters that
     are no word character (see `_Folded`'s `neutral`).
 
-    Built on first use: finding them takes a pass over the Basic Multilingual Plane (some
-    50 ms).
+    Built on first use, once per process: a pass over the Basic Multilingual Plane and the
+    compiling of its pattern take some 140 ms.
     """
     spacey: list[str] = []
     apart: list[str] = []
