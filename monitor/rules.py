@@ -641,8 +641,13 @@ class _Index:
         # period (no word, run of spaces or initials spans two fields), and in no keyword (no
         # keyword is found across two fields).
         self.separator = next(c for c in _SEPARATORS if c not in self.keep)
+        # For text beyond ASCII, the rarer case: an NFA, a few MB smaller than a DFA.
         self._automaton = (
-            ahocorasick_rs.AhoCorasick(list(patterns), implementation=_DFA) if patterns else None
+            ahocorasick_rs.AhoCorasick(
+                list(patterns), implementation=ahocorasick_rs.Implementation.ContiguousNFA
+            )
+            if patterns
+            else None
         )
         ascii_non_word = [chr(c) for c in range(0x80) if not _IS_WORD_CHAR.match(chr(c))]
         self._to_scan = bytes.maketrans(
