@@ -32,8 +32,8 @@ character), and one Aho-Corasick automaton (ahocorasick-rs) finds every occurren
 keyword; most articles fold to ASCII, scanned as bytes with patterns that carry the character
 before a word, so a keyword is found only where it starts one; hits are mapped back to the
 original text only for the keywords a match reports. On that machine, shared with other
-benchmarks: 8-11 MB/s and 6.5-8x in the same run (compiling: 40-70 ms). Instructions per pass
-(callgrind, steady whatever else runs): 1,147 M before, 401 M now, 2,562 M for the `in` loop.
+benchmarks: 8-12 MB/s and 6-8x in the same run (compiling: 55-80 ms). Instructions per pass
+(callgrind, steady whatever else runs): 1,147 M before, 403 M now, 2,562 M for the `in` loop.
 What is left is Python work per occurrence, per reported hit and per sentence (the regex engine
 tests ~100 instructions per character between a hit and the ends of its sentence), and the
 fold's passes over the text (~1/3).
