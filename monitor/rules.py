@@ -23,16 +23,18 @@ A match reports the keywords (or positive query terms) found, as written in the 
 text first, then summary, then title, repeats dropped whatever their case; and the sentence
 around the first of them. `require` and `exclude` words are context and are not reported.
 
-Text is normalised once per field (`_Folded`), keeping a map from normalised offsets back to the
-original, so the words and the sentence reported come from the article as written. The set of
-a field's words tells which keywords can be there (`_Index`): only those are looked for, and
-only the topics they can make true are evaluated (benchmarks/matching_bench.py). A `Matcher`
-never changes after it is built, so threads may share it.
+An article's fields are joined into one text, normalised once (`_Folded`) with a map from
+normalised offsets back to the original, so the words and the sentence reported come from the
+article as written. One Aho-Corasick scan (`_Index`, C-speed) finds every occurrence of every
+keyword; only the topics that the keywords present can make true are evaluated, and only the
+occurrences a match reports are mapped back to the original (benchmarks/matching_bench.py). A
+`Matcher` never changes after it is built, so threads may share it.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import re
 import unicodedata
@@ -40,6 +42,8 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
+
+import ahocorasick_rs
 
 from monitor import models
 from monitor.errors import QueryError
@@ -59,73 +63,45 @@ _IS_WORD_CHAR = re.compile(_WORD_CHAR)
 _WORD_RUN = re.compile(f"{_WORD_CHAR}+")
 
 _DASH_CHARS = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
-_DASHES = re.escape(_DASH_CHARS)
 _LETTER = r"[^\W\d_]"
-
-# The spots of a text where folding changes lengths or characters beyond lower case: a run of
-# white space and dashes (-> one space), a period between single letters ("U.S." -> "US"), a run
-# of the characters whose folded form is not their lower case (`_folds_apart`: accents,
-# ligatures, soft hyphens...). Every alternative shares one first character class, the only form
-# the regex engine can skip ahead with; the alternatives then tell apart what that character
-# began. Periods are in the class, so the alternatives reject a sentence's period. Plain spaces
-# are in it only for a text holding two in a row: otherwise a run that starts with a space goes
-# on with another white-space character or dash, the scan finds the run there, and `_Folded`
-# takes the space in front along. What the scan passes over is only lower-cased (`str.lower`);
-# a lone ASCII white-space character or dash (-> a space) and the apostrophes (-> "'") keep
-# their length, and are replaced in the folded text afterwards, at C speed too.
-_SPACE_RUN = (
-    rf"(?<=[\s{_DASHES}])(?:(?<=[^\x00-\x7f])|(?<= [\s{_DASHES}])|(?=[\s{_DASHES}]))"
-    rf"[\s{_DASHES}]*"
-)
-_LONE_SPACE = re.compile(r"[\t\n\x0b\x0c\r\x1c-\x1f\-]")  # the ASCII ones, lone or not
-_INITIALS_DOT = (
-    rf"(?<=(?<!\w){_LETTER}\.)(?:(?={_LETTER}(?!\w))|(?<=(?<!\w){_LETTER}\.{_LETTER}\.))"
+# The white space and dashes of ASCII but the space: alone, each is a space; in a run, the run is.
+_ASCII_SPACES = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f-"
+_ASCII_BYTES = bytes(range(0x80))
+_ASCII_SPACES_TO_SPACE = bytes.maketrans(_ASCII_SPACES.encode(), b" " * len(_ASCII_SPACES))
+# A run of white space and dashes, once each of them is a space.
+_SPACE_RUN = re.compile("(   *)")
+# A period between single letters ("U.S." -> "US"): after a letter that follows no word
+# character, and before such a letter or after a second one ("U.S.").
+_INITIALS_DOT = re.compile(
+    rf"\.(?<=(?<!\w){_LETTER}\.)(?:(?={_LETTER}(?!\w))|(?<=(?<!\w){_LETTER}\.{_LETTER}\.))"
 )
 
 
 @functools.cache
-def _special_spots() -> tuple[dict[tuple[bool, bool], re.Pattern[str]], re.Pattern[str]]:
-    """The scanners of `_Folded` by (two spaces in a row?, apostrophes folded in the scan?),
-    and a pattern of the characters that fold to something holding an apostrophe ("″" to
-    "′′"): in a text with one of those, the apostrophes are folded in the scan like any other
-    character, not replaced afterwards.
+def _fold_classes() -> tuple[frozenset[str], frozenset[str], re.Pattern[str]]:
+    """The characters beyond ASCII that fold to a space (white space and dashes); those of the
+    Basic Multilingual Plane whose folded form may not be their lower case (`_folds_apart`);
+    and a pattern of the characters beyond ASCII that folding may do more to than lower case:
+    these, the apostrophes, every character beyond the Basic Multilingual Plane (which counts
+    as folding apart whatever it is: `_fold_char` says what it becomes), and the characters that
+    are no word character (see `_Folded`'s `neutral`).
 
-    Built on first use: finding the characters that fold apart takes a pass over the Basic
-    Multilingual Plane (some 30 ms). Characters beyond it count as folding apart, whatever they
-    are: emoji and rare ideographs take the slow path, which gives the same result.
+    Built on first use, once per process: a pass over the Basic Multilingual Plane and the
+    compiling of its pattern take some 140 ms.
     """
-    apart: list[str] = []
     spacey: list[str] = []
-    makers: list[str] = []
+    apart: list[str] = []
+    special: list[str] = []
     for char in map(chr, range(0x80, 0x10000)):
         if char.isspace() or char in _DASH_CHARS:
             spacey.append(char)
-        elif _folds_apart(char):
+        elif char not in _APOSTROPHES and _folds_apart(char):
             apart.append(char)
-            if _APOSTROPHES.intersection(_fold_char(char)) and char not in _APOSTROPHES:
-                makers.append(char)
-    scanners = {}
-    for with_apostrophes in (False, True):
-        chars = sorted([*apart, *_APOSTROPHES]) if with_apostrophes else apart
-        run = _char_class(chars) + "\U00010000-\U0010ffff"
-        first = f"\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f{_DASHES}.{_char_class(spacey)}{run}"
-        rest = rf"(?:{_SPACE_RUN}|{_INITIALS_DOT}|(?<=[^\s{_DASHES}.])[{run}]*)"
-        scanners[False, with_apostrophes] = re.compile(f"[{first}]{rest}")
-        scanners[True, with_apostrophes] = re.compile(f"[ {first}]{rest}")
-    return scanners, re.compile(f"[{_char_class(makers)}\\U00010000-\\U0010ffff]")
-
-
-def _folds_apart(char: str) -> bool:
-    """Whether `_fold_char(char)` may differ from `char.lower()`: white space, dashes and the
-    apostrophes aside, which `_Folded` replaces afterwards."""
-    return bool(
-        unicodedata.decomposition(char)  # accents, ligatures, compatibility forms
-        or char.casefold() != char.lower()  # "ß" -> "ss"
-        or char == "\u03a3"  # "Σ": str.lower() makes it "ς" at the end of a word, fold "σ"
-        or unicodedata.category(char) == "Cf"
-        or char in _ARABIC_VARIANTS
-        or _DIACRITICS.match(char)
-    )
+        elif not (char.isalnum() or char in _APOSTROPHES):  # no word character
+            special.append(char)
+    special = sorted([*special, *spacey, *apart, *_APOSTROPHES])
+    pattern = re.compile(f"[{_char_class(special)}\\U00010000-\\U0010ffff]")
+    return frozenset(spacey), frozenset(apart), pattern
 
 
 def _char_class(chars: Sequence[str]) -> str:
@@ -139,6 +115,19 @@ def _char_class(chars: Sequence[str]) -> str:
     return "".join(
         re.escape(chr(low)) if low == high else f"{re.escape(chr(low))}-{re.escape(chr(high))}"
         for low, high in ranges
+    )
+
+
+def _folds_apart(char: str) -> bool:
+    """Whether `_fold_char(char)` may differ from `char.lower()`: white space, dashes and the
+    apostrophes aside, which fold to a space and "'"."""
+    return bool(
+        unicodedata.decomposition(char)  # accents, ligatures, compatibility forms
+        or char.casefold() != char.lower()  # "ß" -> "ss"
+        or char == "\u03a3"  # "Σ": str.lower() makes it "ς" at the end of a word, fold "σ"
+        or unicodedata.category(char) == "Cf"
+        or char in _ARABIC_VARIANTS
+        or _DIACRITICS.match(char)
     )
 
 
@@ -169,18 +158,16 @@ def _fold_char(char: str) -> str:
     return unicodedata.normalize("NFC", plain).casefold()
 
 
-@functools.lru_cache(maxsize=8192)
-def _fold_run(run: str) -> tuple[tuple[str, int], ...]:
-    """A run of characters that fold apart, folded one by one: (piece, end) pairs, each end
-    counted from the run's start; a single piece when every character folds to one."""
-    pieces = [_fold_char(char) for char in run]
-    if all(len(piece) == 1 for piece in pieces):
-        return (("".join(pieces), len(run)),)
-    return tuple((piece, end) for end, piece in enumerate(pieces, 1))
-
-
 class _Folded:
     """A text folded for matching, with the way back from its offsets to the original's.
+
+    Folding is lower case, except at a few spots: a run of white space and dashes is one space
+    (a lone one is a space too), a period between single letters vanishes ("U.S." -> "US"),
+    and the characters that fold apart (`_fold_classes`: accents, ligatures, soft hyphens...)
+    are folded one by one (`_fold_char`), in place when they stay one character. The spots are
+    found with C-speed `str` and `bytes` work over a copy where every white space character and
+    dash is a space and every apostrophe "'"; between them `str.lower` is the fold and keeps
+    every offset.
 
     The map is piecewise: at `_fold_marks[i]` in the folded text is `_orig_marks[i]` in the
     original, and from there both advance together up to the next mark. Folding adds a mark
@@ -189,46 +176,99 @@ class _Folded:
 
     __slots__ = ("_fold_marks", "_orig_marks", "folded", "original")
 
-    def __init__(self, original: str) -> None:
+    def __init__(
+        self, original: str, neutral: str = "", keep: frozenset[str] = frozenset()
+    ) -> None:
         self.original = original
+        # A copy of the same length where every white space character and dash is a space,
+        # every apostrophe but the letter "ʼ" is "'", and `neutral` stands for the characters
+        # beyond ASCII that are no word character and not in `keep`, made in UTF-8 bytes (C
+        # speed; ASCII bytes are never part of another character).
+        encoded = original.encode("utf-8", "surrogatepass").translate(_ASCII_SPACES_TO_SPACE)
+        apart: set[str] = set()
+        if not original.isascii():
+            spacey, folds_apart, special = _fold_classes()
+            beyond_ascii = encoded.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")
+            for char in set(special.findall(beyond_ascii)):
+                if char in spacey:
+                    replacement = " "
+                elif char in _APOSTROPHES and char != "\u02bc":
+                    replacement = "'"
+                elif char in folds_apart or char > "\uffff" or char == "\u02bc":
+                    apart.add(char)
+                    continue
+                elif neutral and char not in keep:
+                    replacement = neutral
+                else:
+                    continue
+                encoded = encoded.replace(
+                    char.encode("utf-8", "surrogatepass"), replacement.encode()
+                )
+        spaced = encoded.decode("utf-8", "surrogatepass")
+        # The spots where folding changes the length, but runs of spaces: (start, end, folded
+        # form). Runs are collapsed between them (`_collapse_runs`).
+        spots: list[tuple[int, int, str]] = []
+        if "." in spaced:
+            spots.extend((dot.start(), dot.end(), "") for dot in _INITIALS_DOT.finditer(spaced))
+        in_place: list[tuple[str, str]] = []
+        for char in apart:
+            folded_char = _fold_char(char)
+            # In place when it stays one character that lower case keeps, and that is neither a
+            # space (no run of spaces takes it in) nor itself replaced in this text ("𐐥" -> "𐑍"
+            # -> ...).
+            stays_one = len(folded_char) == 1 and folded_char.lower() == folded_char != " "
+            if stays_one and (folded_char == char or folded_char not in apart):
+                if folded_char != char:
+                    in_place.append((char, folded_char))
+                continue
+            at = spaced.find(char)
+            while at >= 0:
+                spots.append((at, at + 1, folded_char))
+                at = spaced.find(char, at + 1)
+        # Only once the spots are found: a character folded in place might read as a period or
+        # a letter to the scan above, and it does not for the original scan.
+        for char, folded_char in in_place:
+            spaced = spaced.replace(char, folded_char)
         pieces: list[str] = []
         fold_marks = [0]
         orig_marks = [0]
         length = 0  # of the folded text so far
         done = 0  # original offset folded so far
-        scanners, apostrophe_makers = _special_spots()
-        # Apostrophes are replaced at the end, unless a character folds into one (see above).
-        in_scan = bool(apostrophe_makers.search(original)) if not original.isascii() else False
-        for match in scanners["  " in original, in_scan].finditer(original):
-            start, end = match.span()
-            first = original[start]
-            replaced: tuple[tuple[str, int], ...]  # (piece, its end counted from `start`)
-            if first == ".":
-                replaced = (("", 1),)
-            elif first.isspace() or first in _DASH_CHARS:
-                if start > done and original[start - 1] == " ":
-                    start -= 1  # the space the unspaced scan skips (see _SPACE_RUN)
-                replaced = ((" ", end - start),)
-            else:
-                replaced = _fold_run(match.group())
-            # Between special spots lower() is the fold, and keeps every offset.
-            pieces.append(original[done:start].lower())
-            length += start - done
-            for piece, piece_end in replaced:
-                pieces.append(piece)
-                length += len(piece)
-                if length - fold_marks[-1] != start + piece_end - orig_marks[-1]:
-                    fold_marks.append(length)
-                    orig_marks.append(start + piece_end)
+        for start, end, replacement in [*sorted(spots), (len(spaced), len(spaced), "")]:
+            between = spaced[done:start].lower()
+            if "  " in between:
+                between = _collapse_runs(between, length, done, fold_marks, orig_marks)
+            pieces.append(between)
+            pieces.append(replacement)
+            length += len(between) + len(replacement)
+            if length - fold_marks[-1] != end - orig_marks[-1]:
+                fold_marks.append(length)
+                orig_marks.append(end)
             done = end
-        pieces.append(original[done:].lower())
-        folded = _LONE_SPACE.sub(" ", "".join(pieces))
-        if not (in_scan or folded.isascii()):
-            for apostrophe in _APOSTROPHES:
-                folded = folded.replace(apostrophe, "'")
-        self.folded = folded
+        self.folded = "".join(pieces)
         self._fold_marks = fold_marks
         self._orig_marks = orig_marks
+
+    def written(self, spans: Sequence[tuple[int, int]]) -> list[str]:
+        """The original text of each folded span, its ends mapped as by `original_offset`
+        (written out here: a call for each of the thousands of ends is a cost of its own)."""
+        original, fold_marks, orig_marks = self.original, self._fold_marks, self._orig_marks
+        if len(fold_marks) == 1:  # nothing folded to another length
+            return [original[start:end] for start, end in spans]
+        last_mark = len(fold_marks) - 1
+        ends: list[int] = []
+        for offset in itertools.chain.from_iterable(spans):
+            mark = bisect_right(fold_marks, offset) - 1
+            mapped = orig_marks[mark] + offset - fold_marks[mark]
+            if mark < last_mark and mapped > orig_marks[mark + 1]:
+                mapped = orig_marks[mark + 1]
+            ends.append(mapped)
+        return [original[start:end] for start, end in zip(ends[::2], ends[1::2], strict=True)]
+
+    def folded_offset(self, offset: int) -> int:
+        """The folded offset of original `offset`, at a character that folds to itself."""
+        index = bisect_right(self._orig_marks, offset) - 1
+        return self._fold_marks[index] + offset - self._orig_marks[index]
 
     def original_offset(self, offset: int) -> int:
         """The original offset of folded `offset`; characters folded away before it are skipped."""
@@ -238,6 +278,27 @@ class _Folded:
             # Inside a piece that folding made longer ("ß" -> "ss"): stay within the piece.
             mapped = min(mapped, self._orig_marks[index + 1])
         return mapped
+
+
+def _collapse_runs(
+    text: str, fold_at: int, orig_at: int, fold_marks: list[int], orig_marks: list[int]
+) -> str:
+    """`text` with each run of spaces one space, and a mark after each run (a run always
+    shortens the text) added to the marks, `text` being at `fold_at` in the folded text and at
+    `orig_at` in the original. C-speed work, whatever the number of runs (a paragraph break is
+    one)."""
+    parts_and_runs = _SPACE_RUN.split(text)  # text, run, text, run, ..., text
+    parts = parts_and_runs[::2]
+    lengths = list(map(len, parts[:-1]))  # the text before each run, from the last one
+    runs = map(len, parts_and_runs[1::2])
+    fold_after = itertools.accumulate(
+        map(operator.add, lengths, itertools.repeat(1)), initial=fold_at
+    )
+    orig_after = itertools.accumulate(map(operator.add, lengths, runs), initial=orig_at)
+    next(fold_after), next(orig_after)  # where `text` starts is no mark
+    fold_marks.extend(fold_after)
+    orig_marks.extend(orig_after)
+    return " ".join(parts)
 
 
 # --- keywords ----------------------------------------------------------------------------------
@@ -288,13 +349,10 @@ def check_keyword(keyword: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _CompiledTerm:
-    """A keyword ready to look for in folded text, with the words of the text it needs.
+    """A keyword ready to look for in folded text.
 
     A match is the folded keyword where its ends are whole-word (a word character at its edge
-    has none beside it; a prefix runs on to the end of its word). `words` are the keyword's
-    runs of word characters that a match holds as whole words of the text, `stem` a prefix
-    keyword's last run, which a word of the text starts with: an article lacking them cannot
-    hold the keyword, and a one-word keyword (`single`) is there exactly when its word is.
+    has none beside it; a prefix runs on to the end of its word).
     """
 
     index: int  # into the per-article caches
@@ -302,61 +360,12 @@ class _CompiledTerm:
     prefix: bool
     left: bool  # its first character is a word character
     right: bool  # its last character is one
-    words: frozenset[str]
-    stem: str  # "" unless a prefix keyword ends with a word character
-    single: bool
 
     @classmethod
     def of(cls, index: int, spec: _KeywordSpec) -> _CompiledTerm:
-        runs = _WORD_RUN.findall(spec.folded)
         left = bool(_IS_WORD_CHAR.match(spec.folded))
         right = bool(_IS_WORD_CHAR.match(spec.folded[-1]))
-        stem = runs.pop() if spec.prefix and right else ""
-        single = not spec.prefix and runs == [spec.folded]
-        return cls(index, spec.folded, spec.prefix, left, right, frozenset(runs), stem, single)
-
-    def spans(self, text: str, plain: bool, first_only: bool = False) -> list[tuple[int, int]]:
-        """Where the keyword is in folded `text`, leftmost first and not overlapping, as a regex
-        of the keyword with whole-word look-arounds finds them. `plain`: the text has no
-        characters of the scripts written without spaces, so a word character is any of \\w."""
-        if plain:
-            pattern = _plain_pattern(self.literal, self.prefix, self.left, self.right)
-            if first_only:
-                found = pattern.search(text)
-                return [found.span()] if found else []
-            return [match.span() for match in pattern.finditer(text)]
-        spans: list[tuple[int, int]] = []
-        literal = self.literal
-        start = text.find(literal)
-        while start >= 0:
-            end = start + len(literal)
-            if self.left and start and _IS_WORD_CHAR.match(text, start - 1):
-                start = text.find(literal, start + 1)
-                continue
-            if self.right and self.prefix:
-                rest = _WORD_RUN.match(text, end)
-                end = rest.end() if rest else end
-            elif self.right and _IS_WORD_CHAR.match(text, end):
-                start = text.find(literal, start + 1)
-                continue
-            spans.append((start, end))
-            if first_only:
-                break
-            start = text.find(literal, end)
-        return spans
-
-
-@functools.lru_cache(maxsize=4096)
-def _plain_pattern(literal: str, prefix: bool, left: bool, right: bool) -> re.Pattern[str]:
-    """A keyword's regex for text where a word character is any of \\w. It starts with the
-    keyword itself, so the regex engine can skip ahead to it; the look-behind that follows
-    checks the character before it. (The exact class of word characters leaves out the scripts
-    written without spaces, and takes milliseconds to compile into every keyword's regex.)"""
-    escaped = re.escape(literal)
-    pattern = escaped + (rf"(?<!\w{escaped})" if left else "")
-    if right:
-        pattern += r"\w*" if prefix else r"(?!\w)"
-    return re.compile(pattern)
+        return cls(index, spec.folded, spec.prefix, left, right)
 
 
 # --- queries -----------------------------------------------------------------------------------
@@ -582,7 +591,8 @@ _TEXT, _SUMMARY, _TITLE = 0, 1, 2
 _ALL_FIELDS = (_TEXT, _SUMMARY, _TITLE)
 _TITLE_ONLY = (_TITLE,)
 
-_Hit: TypeAlias = tuple[int, int, int]  # field, start, end (folded offsets)
+# Hits of a keyword: their (start, end) folded offsets in order, and the text written there.
+_Hits: TypeAlias = tuple[list[tuple[int, int]], list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,129 +605,229 @@ class _Rule:
     positive: frozenset[int]  # the terms outside NOT: a match needs one of them present
 
 
-def _words(folded: str) -> tuple[set[str], bool]:
-    """The words of a folded text (its maximal runs of word characters), and whether it is
-    plain: without characters of the scripts written without spaces.
-
-    Splitting at white space and punctuation is C-speed `str` work; only words left with
-    another character in them (an underscore, a symbol) go through the regex, and a text that
-    is not plain through the regex whole.
-    """
-    words = set(_PUNCTUATION.sub(" ", folded).split())
-    joined = "".join(words)
-    if not joined.isascii() and _HAS_NO_SPACE.search(joined):
-        return set(_WORD_RUN.findall(folded)), False
-    if joined.isalnum():
-        return words, True
-    clean = set(filter(str.isalnum, words))
-    clean.update(_WORD_RUN.findall(" ".join(words - clean)))
-    return clean, True
-
-
-_HAS_NO_SPACE = re.compile(f"[{_NO_SPACE}]")
-# ASCII punctuation but "_" (a word character), and the commonest of the rest: typographic
-# quotes, guillemets, the ellipsis, middle dots and bullets, a few signs. Other non-word
-# characters are found by `_words` all the same, only slower.
-_PUNCTUATION = re.compile(
-    "[!-/:-@[-^`{-~\u00a2-\u00a9\u00ab\u00ae\u00b0\u00b7\u00bb"
-    "\u2018-\u201f\u2020-\u2022\u2026\u2032\u2033\u2039\u203a\u2044\u20ac]+"
-)
-
-
 class _Index:
-    """Which terms a folded text holds, told from the set of its words (see _CompiledTerm).
+    """Where a folded text holds each term, from one scan for all their literals at once.
 
-    A one-word keyword is there exactly when its word is, and a one-word prefix when a word
-    starts with its stem. Any other keyword is looked for (`_CompiledTerm.spans`) only when the
-    text has its longest word; keywords without a word of their own (scripts written without
-    spaces) are looked for in every text. Stems are checked only for the words starting with
-    their first `_STEM_KEY` letters (a shorter stem always), in a string of all the words.
+    An Aho-Corasick automaton (C-speed, every occurrence of every literal, overlapping ones
+    too) finds the candidates; a candidate counts where its ends are whole-word, checked on the
+    characters beside it.
+
+    Text in ASCII, as most is once folded (see `_Folded`'s `neutral`), is scanned as bytes, whose
+    offsets are those of its characters (`AhoCorasick` maps every byte of a text to its
+    character first), in a copy where each character that is no word character and in no
+    keyword is the separator, with one in front. A literal that starts with a word character is
+    looked for after each character that may then stand before it, so it is found only where it
+    starts a word: keywords short enough to sit inside many words ("us" in "business") would
+    otherwise make most of the candidates.
     """
 
     def __init__(self, terms: Sequence[_CompiledTerm]) -> None:
-        self._single: dict[str, int] = {}
-        self._anchored: dict[str, list[_CompiledTerm]] = {}
-        self._stemmed: dict[str, list[tuple[str, int]]] = {}  # first letters -> (" stem", index)
-        self._short_stems: list[tuple[str, int]] = []
-        self._always: list[_CompiledTerm] = []
+        # One pattern per literal: a keyword and a prefix may share one ("Baloch", "Baloch*").
+        patterns: dict[str, int] = {}
+        self.pattern_of: dict[int, int] = {}  # term index -> pattern
         for term in terms:
-            if term.single:
-                self._single[term.literal] = term.index
-            elif term.words:
-                anchor = max(sorted(term.words), key=len)
-                self._anchored.setdefault(anchor, []).append(term)
-            elif term.stem and len(term.stem) >= _STEM_KEY:
-                key = term.stem[:_STEM_KEY]
-                self._stemmed.setdefault(key, []).append((" " + term.stem, term.index))
-            elif term.stem:
-                self._short_stems.append((" " + term.stem, term.index))
+            self.pattern_of[term.index] = patterns.setdefault(term.literal, len(patterns))
+        self._edges = [(False, False)] * len(patterns)  # (left, right) of each pattern
+        self._terms_of: list[list[_CompiledTerm]] = [[] for _ in patterns]
+        for term in terms:
+            pattern = self.pattern_of[term.index]
+            self._edges[pattern] = (term.left, term.right)
+            self._terms_of[pattern].append(term)
+        # The characters of the keywords; the others are told apart only as word characters or
+        # not (see `_Folded`'s `neutral`).
+        self.keep = frozenset("".join(patterns))
+        # What joins an article's fields into one text to fold and scan, and stands for the
+        # other characters that are no word character: no word character, white space or
+        # period (no word, run of spaces or initials spans two fields), and in no keyword (no
+        # keyword is found across two fields).
+        self.separator = next(c for c in _SEPARATORS if c not in self.keep)
+        # For text beyond ASCII, the rarer case: an NFA, a few MB smaller than a DFA.
+        self._automaton = (
+            ahocorasick_rs.AhoCorasick(
+                list(patterns), implementation=ahocorasick_rs.Implementation.ContiguousNFA
+            )
+            if patterns
+            else None
+        )
+        ascii_non_word = [chr(c) for c in range(0x80) if not _IS_WORD_CHAR.match(chr(c))]
+        self._to_scan = bytes.maketrans(
+            "".join(c for c in ascii_non_word if c not in self.keep).encode(),
+            self.separator.encode() * sum(c not in self.keep for c in ascii_non_word),
+        )
+        before_word = [self.separator, *(c for c in ascii_non_word if c in self.keep)]
+        ascii_patterns: list[bytes] = []
+        # For each pattern of the ASCII automaton: its literal's pattern, and its own start.
+        self._ascii_literals: list[tuple[int, int]] = []
+        for literal, pattern in patterns.items():
+            if literal.isascii():
+                for before in before_word if self._edges[pattern][0] else [""]:
+                    ascii_patterns.append((before + literal).encode())
+                    self._ascii_literals.append((pattern, len(before)))
+        self._ascii_automaton = (
+            ahocorasick_rs.BytesAhoCorasick(ascii_patterns, implementation=_DFA)
+            if ascii_patterns
+            else None
+        )
+
+    def scan(self, folded: str, ends: Sequence[int]) -> list[dict[int, list[_Occurrence]]]:
+        """For each field of `folded` (the fields joined by `separator`, each ending at its
+        offset in `ends`), the occurrences of each pattern that start a word (or need not)."""
+        if folded.isascii():
+            found = self._scan(folded, ends, self._ascii_occurrences(folded))
+        else:
+            found = self._scan(folded, ends, self._occurrences(folded))
+        return found
+
+    def _ascii_occurrences(self, folded: str) -> Iterator[tuple[int, int, int]]:
+        """(pattern, start, end) of each occurrence that starts a word, in the order of ends."""
+        if self._ascii_automaton is None:
+            return
+        scanned = (self.separator + folded).encode("ascii").translate(self._to_scan)
+        literals = self._ascii_literals
+        for found, start, end in self._ascii_automaton.find_matches_as_indexes(
+            scanned, overlapping=True
+        ):
+            pattern, literal_start = literals[found]
+            yield pattern, start + literal_start - 1, end - 1
+
+    def _occurrences(self, folded: str) -> Iterator[tuple[int, int, int]]:
+        """(pattern, start, end) of each occurrence that starts a word, in the order of ends."""
+        if self._automaton is None:
+            return
+        edges = self._edges
+        for pattern, start, end in self._automaton.find_matches_as_indexes(
+            folded, overlapping=True
+        ):
+            if edges[pattern][0] and start:
+                before = folded[start - 1]
+                if before in _ASCII_WORD_CHARS or (before > "\x7f" and _is_wide_word_char(before)):
+                    continue
+            yield pattern, start, end
+
+    def _scan(
+        self, folded: str, ends: Sequence[int], occurrences: Iterator[tuple[int, int, int]]
+    ) -> list[dict[int, list[_Occurrence]]]:
+        found: list[dict[int, list[_Occurrence]]] = [{} for _ in ends]
+        edges = self._edges
+        last = len(folded) - 1
+        field = 0
+        in_field = found[0]
+        field_end = ends[0]
+        # Occurrences come in the order of their ends, so field by field.
+        for pattern, start, end in occurrences:
+            whole = True
+            if edges[pattern][1] and end <= last:
+                after = folded[end]
+                whole = not (
+                    after in _ASCII_WORD_CHARS or (after > "\x7f" and _is_wide_word_char(after))
+                )
+            while end > field_end:
+                field += 1
+                in_field = found[field]
+                field_end = ends[field]
+            if pattern in in_field:
+                in_field[pattern].append((start, end, whole))
             else:
-                self._always.append(term)
-        self._single_words = frozenset(self._single)
-        self._anchors = frozenset(self._anchored)
-        self._stem_keys = frozenset(self._stemmed)
+                in_field[pattern] = [(start, end, whole)]
+        return found
 
-    def present(self, folded: str) -> tuple[set[int], bool]:
-        """The indexes of the terms found in `folded`, and whether it is plain (see _words)."""
-        words, plain = _words(folded)
-        single = self._single
-        present = {single[word] for word in words & self._single_words}
-        for anchor in words & self._anchors:
-            for term in self._anchored[anchor]:
-                if term.words <= words and term.spans(folded, plain, first_only=True):
+    def present(self, found: dict[int, list[_Occurrence]]) -> set[int]:
+        """The indexes of the terms that `found` (see `scan`) holds: a prefix wherever its
+        literal starts a word, a keyword where it is a whole word too."""
+        present: set[int] = set()
+        for pattern, occurrences in found.items():
+            for term in self._terms_of[pattern]:
+                if term.prefix or any(whole for _, _, whole in occurrences):
                     present.add(term.index)
-        if self._stem_keys or self._short_stems:
-            starts = " " + " ".join(words)  # " stem" in it: a word starts with the stem
-            for key in self._stem_keys.intersection(map(_STEM_KEY_OF, words)):
-                present.update(i for stem, i in self._stemmed[key] if stem in starts)
-            present.update(i for stem, i in self._short_stems if stem in starts)
-        for term in self._always:
-            if term.spans(folded, plain, first_only=True):
-                present.add(term.index)
-        return present, plain
+        return present
 
 
-_STEM_KEY = 5  # first letters of a prefix keyword's stem that make it a candidate
-_STEM_KEY_OF = operator.itemgetter(slice(_STEM_KEY))
+_Occurrence: TypeAlias = tuple[int, int, bool]  # start, end, whole word at the end too
+# The control characters that are no white space.
+_SEPARATORS = "".join(map(chr, [*range(0x09), *range(0x0E, 0x1C), 0x7F]))
+_DFA = ahocorasick_rs.Implementation.DFA
+# Word characters of ASCII, looked up without a call; other characters go through the regex.
+_ASCII_WORD_CHARS = frozenset(c for c in map(chr, range(0x80)) if _IS_WORD_CHAR.match(c))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_wide_word_char(char: str) -> bool:
+    return bool(_IS_WORD_CHAR.match(char))
 
 
 class _Article:
-    """One article's three fields, folded once, with the terms each holds and their hits."""
+    """One article's three fields, folded and scanned as one text (fields joined by the index's
+    separator: the same as one by one, with less work for each), with the terms each field
+    holds and their hits. Folded offsets are into the joined text."""
 
-    __slots__ = ("_hits", "_sentences", "fields", "plain", "present", "present_anywhere")
+    __slots__ = (
+        "_found",
+        "_hits",
+        "_index",
+        "_sentences",
+        "_starts",
+        "folded",
+        "originals",
+        "present",
+        "present_anywhere",
+    )
 
     def __init__(self, title: str, summary: str, text: str, index: _Index) -> None:
-        self.fields = (_Folded(text), _Folded(summary), _Folded(title))  # _TEXT, _SUMMARY, _TITLE
-        found = [index.present(field.folded) for field in self.fields]
-        self.present = tuple(present for present, _ in found)
-        self.plain = tuple(plain for _, plain in found)
+        self.originals = (text, summary, title)  # _TEXT, _SUMMARY, _TITLE
+        self._index = index
+        self.folded = _Folded(index.separator.join(self.originals), index.separator, index.keep)
+        # Where each field starts in the joined original, and where it ends in the folded text.
+        self._starts = (0, len(text) + 1, len(text) + len(summary) + 2)
+        ends = [self.folded.folded_offset(start - 1) for start in self._starts[1:]]
+        self._found = index.scan(self.folded.folded, [*ends, len(self.folded.folded)])
+        self.present = tuple(index.present(found) for found in self._found)
         self.present_anywhere = self.present[0].union(*self.present[1:])
-        self._hits: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        self._sentences: dict[_Hit, str] = {}
+        self._hits: dict[tuple[int, tuple[int, ...]], _Hits] = {}
+        self._sentences: dict[tuple[int, int], str] = {}
 
     def has(self, term: _CompiledTerm, fields: tuple[int, ...]) -> bool:
         return any(term.index in self.present[field] for field in fields)
 
-    def hits(self, term: _CompiledTerm, fields: tuple[int, ...]) -> list[_Hit]:
-        found: list[_Hit] = []
-        for field in fields:
-            if term.index not in self.present[field]:
-                continue
-            key = (term.index, field)
-            spans = self._hits.get(key)
-            if spans is None:
-                spans = self._hits[key] = term.spans(self.fields[field].folded, self.plain[field])
-            found.extend((field, start, end) for start, end in spans)
-        return found
+    def hits(self, term: _CompiledTerm, fields: tuple[int, ...]) -> _Hits:
+        """Where `term` is in `fields`, in order, and the text written there."""
+        key = (term.index, fields)
+        hits = self._hits.get(key)
+        if hits is None:
+            spans: list[tuple[int, int]] = []
+            for field in fields:
+                if term.index in self.present[field]:
+                    spans += self._spans_of(term, field)
+            hits = self._hits[key] = (spans, self.folded.written(spans))
+        return hits
 
-    def sentence(self, hit: _Hit) -> str:
+    def _spans_of(self, term: _CompiledTerm, field: int) -> list[tuple[int, int]]:
+        """Where `term` is in the field: leftmost first and not overlapping, as a regex of the
+        keyword with whole-word look-arounds finds them (a prefix runs on to the end of its
+        word)."""
+        spans: list[tuple[int, int]] = []
+        folded = self.folded.folded
+        after = 0  # where the last span ended
+        extend = term.prefix and term.right
+        for start, end, whole in self._found[field][self._index.pattern_of[term.index]]:
+            if start < after or not (whole or term.prefix):
+                continue
+            if extend and (rest := _WORD_RUN.match(folded, end)):
+                end = rest.end()
+            spans.append((start, end))
+            after = end
+        return spans
+
+    def sentence(self, hit: tuple[int, int]) -> str:
         """The sentence around a hit, as reported (topics often share their first hit)."""
         sentence = self._sentences.get(hit)
         if sentence is None:
-            field, start, end = hit
-            folded = self.fields[field]
+            start, end = hit
+            field = bisect_right(self._starts, self.folded.original_offset(start)) - 1
+            shift = self._starts[field]
             sentence = self._sentences[hit] = _sentence(
-                folded.original, folded.original_offset(start), folded.original_offset(end)
+                self.originals[field],
+                self.folded.original_offset(start) - shift,
+                self.folded.original_offset(end) - shift,
             )
         return sentence
 
@@ -755,7 +865,7 @@ class Matcher:
                 continue
             if rule.require and not any(term.index in present for term in rule.require):
                 continue
-            hits = [hit for term, fields in positives for hit in article.hits(term, fields)]
+            hits = [article.hits(term, fields) for term, fields in positives]
             matches.append(_topic_match(rule.name, hits, article))
         return tuple(matches)
 
@@ -787,41 +897,58 @@ class Matcher:
         return any_true, collected
 
 
-def _topic_match(name: str, hits: list[_Hit], article: _Article) -> models.TopicMatch:
-    spans = _merge(hits)
+def _topic_match(name: str, hits: list[_Hits], article: _Article) -> models.TopicMatch:
+    """The match of a topic shown by `hits`, those of each of its terms. In the joined text,
+    the order of offsets is the order a match is reported in: body text, summary, title."""
+    spans, written = hits[0] if len(hits) == 1 else _merge(hits, article)
     words: list[str] = []
     seen: set[str] = set()
-    seen_as_written: set[str] = set()
-    for field, start, end in spans:
-        folded = article.fields[field]
-        written = folded.original[folded.original_offset(start) : folded.original_offset(end)]
-        if written in seen_as_written:  # a repeat, as most are: no need to collapse it again
-            continue
-        seen_as_written.add(written)
-        word = _collapse(written)
+    for text in dict.fromkeys(written):  # without repeats, as most are
+        word = _collapse(text)
         if word.casefold() not in seen:
             seen.add(word.casefold())
             words.append(word)
     return models.TopicMatch(topic=name, words=tuple(words), sentence=article.sentence(spans[0]))
 
 
-def _merge(hits: list[_Hit]) -> list[_Hit]:
-    """Hits in report order, overlapping ones joined (`rare earth` inside `rare earths`)."""
-    merged: list[_Hit] = []
-    for field, start, end in sorted(hits):
-        if merged and merged[-1][0] == field and start < merged[-1][2]:
-            last = merged[-1]
-            merged[-1] = (field, last[1], max(last[2], end))
+def _merge(hits: list[_Hits], article: _Article) -> _Hits:
+    """The hits of several terms in order, overlapping ones joined (`rare earth` inside
+    `rare earths`) and their text read anew."""
+    spans: list[tuple[int, int]] = []
+    written: list[str] = []
+    joined: set[int] = set()
+    every = zip(
+        itertools.chain.from_iterable(span for span, _ in hits),
+        itertools.chain.from_iterable(text for _, text in hits),
+        strict=True,
+    )
+    for (start, end), text in sorted(every):
+        if spans and start < spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+            joined.add(len(spans) - 1)
         else:
-            merged.append((field, start, end))
-    return merged
+            spans.append((start, end))
+            written.append(text)
+    for at in joined:
+        written[at] = _written_at(article.folded, *spans[at])
+    return spans, written
+
+
+def _written_at(folded: _Folded, start: int, end: int) -> str:
+    return folded.original[folded.original_offset(start) : folded.original_offset(end)]
 
 
 # --- sentences ---------------------------------------------------------------------------------
 
 _SENTENCE_MAX = 300
 _WHITE_SPACE = re.compile(r"\s+")
-_SENTENCE_BREAK = re.compile(r"[.!?]+[\"'”’»)\]]*(?=\s)|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_LINE_BREAKS = "\\n\\r\\v\\f\\x1c-\\x1e\\x85\\u2028\\u2029"
+# A run of ".!?" and the closing quotes or brackets after it, before white space; or a line
+# break. Written to start with one character class, the only start the regex engine can skip
+# ahead to (`[.!?]+...|[\n...]` is tried at every character).
+_SENTENCE_BREAK = re.compile(
+    rf"[.!?{_LINE_BREAKS}](?:(?<=[.!?])[.!?]*[\"'”’»)\]]*(?=\s)|(?<=[{_LINE_BREAKS}]))"
+)
 _INITIALS = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")
 # Titles written before a name: their period is followed by a capital but ends no sentence.
 _TITLE_WORDS = "mr mrs ms dr prof st gen lt col capt sgt maj rep sen gov pres rev hon vs"
@@ -832,7 +959,15 @@ _LOOK_BACK = 300
 
 
 def _collapse(text: str) -> str:
-    return _WHITE_SPACE.sub(" ", text).strip()
+    return _one_space(text).strip()
+
+
+def _one_space(text: str) -> str:
+    """Every run of white space one space; most texts have none to change. (White space but
+    the space is not printable.)"""
+    if text.isprintable() and "  " not in text:
+        return text
+    return _WHITE_SPACE.sub(" ", text)
 
 
 def _ends_sentence(text: str, brk: re.Match[str]) -> bool:
@@ -854,9 +989,9 @@ def _ends_sentence(text: str, brk: re.Match[str]) -> bool:
 def _sentence(text: str, start: int, end: int) -> str:
     """The sentence of `text` around [start, end), white space collapsed, cut to ~300 chars."""
     first, last = _sentence_bounds(text, start, end)
-    before = _WHITE_SPACE.sub(" ", text[first:start]).lstrip()
+    before = _one_space(text[first:start]).lstrip()
     hit = _collapse(text[start:end])
-    after = _WHITE_SPACE.sub(" ", text[end:last]).rstrip()
+    after = _one_space(text[end:last]).rstrip()
     return _clip(before, hit, after)
 
 

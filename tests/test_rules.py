@@ -339,6 +339,45 @@ def test_query_that_holds_without_a_word_is_no_match() -> None:
     assert match_one(Topic("q", query="a OR NOT b"), "an a") is not None
 
 
+# --- fields and the characters beside a keyword --------------------------------------------------
+# An article's three fields are folded and scanned as one text, and characters that are no word
+# character and in no keyword all look alike to matching: neither may change what is found.
+
+FIELD_CASES = [
+    # (keyword, title, summary, text, words or None)
+    ("rare earth", "rare", "earth", "", None, "phrase-across-title-and-summary"),
+    ("rare earth", "", "rare", "earth", None, "phrase-across-summary-and-text"),
+    ("US", "U.", "S. deal", "", None, "initials-across-fields"),
+    ("Baloch*", "", "Baloch", "istan", ("Baloch",), "prefix-stops-at-the-field"),
+    ("USSM", "", "", "USSM\x00deal", ("USSM",), "control-character-in-text"),
+    ("a\x00b", "a", "b", "", None, "keyword-holding-a-control-character-across-fields"),
+    ("a\x00b", "", "", "say a\x00b", ("a\x00b",), "keyword-holding-a-control-character"),
+    ("us", "", "", "the business of busy users", None, "short-keyword-inside-words"),
+    ("us", "", "", "“us”, •us• and (us)", ("us",), "short-keyword-beside-punctuation"),
+    ("“quoted”", "", "", "a “quoted” word", ("“quoted”",), "keyword-holding-curly-quotes"),
+    ("“quoted”", "", "", "a quoted word", None, "curly-quotes-are-not-any-punctuation"),
+    ("S&P 500", "", "", "the S&P 500 rose", ("S&P 500",), "keyword-holding-punctuation"),
+    ("S&P 500", "", "", "the S P 500 and S+P 500", None, "punctuation-is-not-any-other"),
+    ("e.g.", "", "", "fruit, e.g. apples", ("e.g.",), "keyword-ending-with-a-period"),
+    ("C++", "", "", "in C++, and C+", ("C++",), "keyword-ending-with-symbols"),
+    ("Pakistan", "", "", "Москва и Pakistan’s deal", ("Pakistan",), "latin-in-cyrillic-text"),
+    ("Москва", "", "", "«Москва» и Pakistan", ("Москва",), "cyrillic-between-guillemets"),
+    ("us", "", "", "Москва: us, but not campus", ("us",), "short-keyword-in-text-beyond-ascii"),
+]
+
+
+@pytest.mark.parametrize(
+    ("keyword", "title", "summary", "text", "words"),
+    [case[:5] for case in FIELD_CASES],
+    ids=[case[5] for case in FIELD_CASES],
+)
+def test_fields_and_characters_beside_keywords(
+    keyword: str, title: str, summary: str, text: str, words: tuple[str, ...] | None
+) -> None:
+    found = match_one(Topic("t", keywords=(keyword,)), text, title=title, summary=summary)
+    assert (found.words if found else None) == words
+
+
 # --- words and sentences -----------------------------------------------------------------------
 
 BALOCHISTAN, RARE = TOPICS[0], TOPICS[1]

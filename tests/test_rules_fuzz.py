@@ -115,3 +115,31 @@ def test_a_usable_keyword_matches_itself_between_spaces(keyword: str) -> None:
         "", "", f"say {written} now"
     )
     assert found, written
+
+
+# Keyword topics only: `exclude`, `require` and queries look at the article as a whole.
+KEYWORD_TOPICS = tuple(topic for topic in TOPICS if topic.keywords and not topic.exclude)
+
+
+@FUZZ
+@given(texts, texts, texts)
+def test_fields_match_as_if_each_were_alone(title: str, summary: str, text: str) -> None:
+    """An article's fields are matched together; a keyword topic matches when one of them does,
+    with the words of each in report order (text, summary, title) and the first sentence."""
+    matcher = rules.compile_topics(KEYWORD_TOPICS)
+    together = {found.topic: found for found in matcher.match(title, summary, text)}
+    alone = [
+        matcher.match("", "", text),
+        matcher.match("", summary, ""),
+        matcher.match(title, "", ""),
+    ]
+    for topic in KEYWORD_TOPICS:
+        matches = [found for field in alone for found in field if found.topic == topic.name]
+        if not matches:
+            assert topic.name not in together
+            continue
+        words: list[str] = []
+        for found in matches:
+            words += [w for w in found.words if w.casefold() not in {v.casefold() for v in words}]
+        assert together[topic.name].words == tuple(words)
+        assert together[topic.name].sentence == matches[0].sentence
