@@ -535,6 +535,14 @@ def digest_states(engine: sa.Engine) -> dict[str, str]:
 
 KILL_MODES = ("random", "slack", "smtp", "poll")
 KILL_WEIGHTS = (4, 3, 1.5, 1.5)
+SENDS = ("slack", "smtp")  # the modes that aim a kill at a delivery in flight
+
+
+def min_send_kills(cycles: int) -> int:
+    """How many kills of a loop must land in the middle of a send (Slack or SMTP)."""
+    return max(3, cycles // 6)
+
+
 FAULTS = ("slack-drop", "slack-429", "slack-500", "history-drop", "smtp-451")
 
 
@@ -646,6 +654,20 @@ class CrashLoop:
         self.engine = engine_for(world.database_url)
         self.report = CrashReport(options.seed, sa.engine.make_url(world.database_url).drivername)
         self._digest_targeted = False
+        self._modes = self._kill_modes()
+
+    def _kill_modes(self) -> list[str]:
+        """Each cycle's kill mode, drawn by KILL_WEIGHTS, with at least `MIN_SEND_KILLS` (and
+        one to spare: a targeted kill can find nothing in flight) aimed at a send, which by
+        chance alone ten cycles fell short of one time in ten."""
+        cycles = self.options.cycles
+        modes = self.rng.choices(KILL_MODES, KILL_WEIGHTS, k=cycles)
+        aimed = sum(mode in SENDS for mode in modes)
+        others = [cycle for cycle, mode in enumerate(modes) if mode not in SENDS]
+        self.rng.shuffle(others)
+        for cycle in others[: max(0, min_send_kills(cycles) + 1 - aimed)]:
+            modes[cycle] = "slack"
+        return modes
 
     def run(self) -> CrashReport:
         started = time.monotonic()
@@ -674,14 +696,14 @@ class CrashLoop:
         options, rng, world = self.options, self.rng, self.world
         if cycle < options.cycles * options.fault_cycles and rng.random() < options.fault_rate:
             self._inject(rng.choice(FAULTS))
-        mode = rng.choices(KILL_MODES, KILL_WEIGHTS)[0]
-        if not self._digest_targeted and cycle < 3 and rng.random() < 0.5:
+        mode = self._modes[cycle]
+        if not self._digest_targeted and cycle < 3 and rng.random() < 0.5 and mode not in SENDS:
             mode = "digest"
             self._digest_targeted = True
         publish_now = rng.random() < 0.5
         news = rng.choice(options.news_per_cycle)
-        if mode == "poll":
-            news = max(news, 1)  # something new to fetch, extract and store
+        if mode in ("poll", *SENDS):
+            news = max(news, 1)  # something new to fetch, extract, store and send
         if publish_now:
             for _ in range(news):
                 world.publish_news()

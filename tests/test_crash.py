@@ -49,6 +49,7 @@ from tests.crash_harness import (
     CrashReport,
     CrashWorld,
     engine_for,
+    min_send_kills,
     outstanding,
     stored_links,
     verify,
@@ -85,7 +86,7 @@ def assert_guarantees(report: CrashReport, cycles: int) -> None:
     assert report.alerts >= 10 and report.followups >= 1, replay
     # The loop did what it claims: kills landed in the middle of sends.
     mid_send = sum(n for moment, n in report.kills.items() if moment.startswith(("slack", "alert")))
-    assert mid_send >= max(3, cycles // 6), replay
+    assert mid_send >= min_send_kills(cycles), replay
 
 
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
