@@ -261,7 +261,9 @@ class Extractor:
     """
 
     def __init__(self, workers: int | None = None, *, deadline: float = EXTRACT_DEADLINE) -> None:
-        self._pool = WorkerPool(pool_size() if workers is None else workers, name="extract")
+        self._pool = WorkerPool(
+            pool_size() if workers is None else workers, name="extract", preload=(__name__,)
+        )
         self._deadline = deadline
         self._closed = False
 

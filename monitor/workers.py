@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib
 import multiprocessing
 import os
 import queue
@@ -55,6 +56,8 @@ if "forkserver" in multiprocessing.get_all_start_methods():
 else:
     _CONTEXT = multiprocessing.get_context("spawn")
 _STOP_WAIT = 5.0  # seconds an idle worker gets to leave on its own at close()
+_START_WAIT = 120.0  # seconds a new worker may take to start and import its `preload`
+_READY = "ready"  # what a worker says once it can take jobs
 # The send buffer asked for on our end of a worker's pipe; a next job of up to a quarter of what
 # the kernel grants (it counts its own overhead in) is sent while the worker is busy.
 _PIPE_BUFFER = 4 * 1024 * 1024
@@ -86,10 +89,17 @@ class _Closing(Exception):
     """The pool is closing: a lane takes no more jobs."""
 
 
-def _serve(connection: Connection) -> None:
-    """A worker's life: take a job, run it, send back (ok, value, traceback); None ends it."""
+def _serve(connection: Connection, preload: tuple[str, ...]) -> None:
+    """A worker's life: import `preload`, say it is ready, then take a job, run it, send back
+    (ok, value, traceback); None ends it."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for module in preload:
+        importlib.import_module(module)
+    try:
+        connection.send(_READY)
+    except (EOFError, OSError):
+        return
     while True:
         try:
             job = connection.recv()
@@ -113,12 +123,25 @@ def _serve(connection: Connection) -> None:
 class _Worker:
     """One worker process and our end of its pipe."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, preload: tuple[str, ...]) -> None:
         self.connection, child = _CONTEXT.Pipe()
-        self.process = _CONTEXT.Process(target=_serve, args=(child,), name=name, daemon=True)
+        self.process = _CONTEXT.Process(
+            target=_serve, args=(child, preload), name=name, daemon=True
+        )
         self.process.start()
         child.close()  # the worker holds its end; ours would keep the pipe open after it died
         self.pipelined_max = _pipelined_max(self.connection)
+
+    def wait_ready(self) -> None:
+        """Wait for the worker to have started and imported what its jobs need, so that a job's
+        deadline counts the job alone (an interpreter starting on a busy machine can take
+        seconds). Raises _NotSent when it dies or hangs first."""
+        try:
+            ready = self.connection.poll(_START_WAIT) and self.connection.recv() == _READY
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            raise _NotSent
 
     def send(self, payload: bytes) -> None:
         """Give the worker a pickled job; raises _NotSent when it is gone."""
@@ -184,11 +207,14 @@ class WorkerPool:
     event loop's default executor (which the database calls need).
     """
 
-    def __init__(self, size: int, *, name: str) -> None:
+    def __init__(self, size: int, *, name: str, preload: tuple[str, ...] = ()) -> None:
+        """`preload`: modules a worker imports before it takes jobs (their import time is not
+        counted against a job's deadline)."""
         if size < 1:
             raise ValueError(f"workers must be at least 1, not {size}")
         self.size = size
         self.name = name
+        self.preload = preload
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # None: a lane stops
         self._lanes: list[threading.Thread] = []
         self.workers: dict[int, _Worker] = {}  # by lane, while it has one
@@ -320,14 +346,17 @@ class _Lane:
         """Hand the worker the running job if it lacks it, and the next if it fits its pipe."""
         while self.in_pipe < len(self.jobs):
             job = self.jobs[self.in_pipe]
+            new_worker = self.worker is None
             if self.worker is None:
-                self.worker = _Worker(f"{self.pool.name}-worker")
+                self.worker = _Worker(f"{self.pool.name}-worker", self.pool.preload)
                 with self.pool.lock:
                     self.pool.workers[self.lane] = self.worker
                 job.sent_to_new_worker = True
             if self.in_pipe and len(job.payload) > self.worker.pipelined_max:
                 return  # sent when the running one ends: a full pipe would block the lane
             try:
+                if new_worker:
+                    self.worker.wait_ready()
                 self.worker.send(job.payload)
             except _NotSent:
                 if self.in_pipe:  # it died under the running job: _answer() tells how

@@ -237,3 +237,14 @@ def test_two_jobs_on_two_free_workers_run_side_by_side(pool: WorkerPool) -> None
         return list(await asyncio.gather(*(pool.run(pid_after, 0.3, deadline=10) for _ in "ab")))
 
     assert len(set(asyncio.run(run()))) == 2  # neither waited behind the other
+
+
+def test_a_workers_start_up_does_not_count_against_its_first_jobs_deadline() -> None:
+    # The worker imports a module that takes 3 s before it takes jobs; the job's 2 s deadline
+    # counts from when the worker is ready.
+    workers = WorkerPool(1, name="test", preload=("tests.slow_import",))
+    try:
+        pid = asyncio.run(workers.run(pid_after, 0, deadline=2.0))
+    finally:
+        workers.close()
+    assert pid != os.getpid()

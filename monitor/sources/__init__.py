@@ -29,7 +29,7 @@ PARSE_DEADLINE = 20.0
 some 5 s); bodies built to be slow take minutes."""
 
 # One pool for the process, started with its first body; its workers end with the process.
-_parsers = WorkerPool(min(pool_size(), 4), name="parse")
+_parsers = WorkerPool(min(pool_size(), 4), name="parse", preload=("monitor.sources.feed",))
 
 
 @dataclass(frozen=True, slots=True)
