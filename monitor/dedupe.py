@@ -554,10 +554,20 @@ class Fingerprint:
         for bytes of another format or length."""
         if len(data) == _SIGNATURE.size and data[0] == _FORMAT_VERSION:
             values = _SIGNATURE.unpack(data)  # the version, the signature, the size
-            return cls(values[1:-1], values[-1])
+            return cls._unchecked(values[1:-1], values[-1])
         if len(data) == _SIGNATURE_V1.size and data[0] == 1:
-            return cls(_SIGNATURE_V1.unpack(data)[1:])
+            return cls._unchecked(_SIGNATURE_V1.unpack(data)[1:], 0)
         raise ValueError("not a fingerprint of this format")
+
+    @classmethod
+    def _unchecked(cls, signature: tuple[int, ...], size: int) -> Fingerprint:
+        """A fingerprint without `__post_init__`'s check, for NUM_HASHES values that `struct`
+        unpacked as unsigned 64-bit integers: valid by construction. Storage reads one for
+        every near-duplicate candidate, and the check was half the cost of reading it."""
+        fingerprint = object.__new__(cls)
+        object.__setattr__(fingerprint, "signature", signature)
+        object.__setattr__(fingerprint, "size", size)
+        return fingerprint
 
 
 def text_fingerprint(text: str) -> Fingerprint | None:
