@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import operator
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import urls
 
+from monitor import dedupe
 from monitor.dedupe import (
     BANDS,
     Fingerprint,
@@ -96,3 +98,12 @@ def test_any_text_fingerprints_or_is_too_short(text: str) -> None:
         assert Fingerprint.from_bytes(fingerprint.to_bytes()) == fingerprint
         assert similarity(fingerprint, fingerprint) == 1.0
         assert len(fingerprint.bands()) == BANDS
+
+
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
+    | st.lists(st.sampled_from([*"aZ09-._~!$&'()*+,;=:@/?#%[] é", "%2e", "%41"])).map("".join),
+    st.sampled_from([dedupe._PATH_SAFE, dedupe._QUERY_SAFE, dedupe._FRAGMENT_SAFE]),
+)
+def test_percent_normalising_skips_only_texts_it_would_leave_alone(text: str, safe: str) -> None:
+    assert dedupe._pct(text, safe) == quote_from_bytes(unquote_to_bytes(text), safe=safe)
