@@ -192,10 +192,23 @@ def _pipelined_max(connection: Connection) -> int:
 
 @dataclass(eq=False)
 class _Job:
-    payload: bytes  # (function, args), pickled
+    call: tuple[Callable[..., Any], tuple[Any, ...]]  # (function, args)
     deadline: float
     future: concurrent.futures.Future[Any]
+    # The call pickled, made by the lane that takes the job: a queue of jobs must not hold a
+    # second copy of every body waiting to be parsed (the caller holds the first).
+    payload: bytes = b""
     sent_to_new_worker: bool = False  # a second new worker that cannot take it fails it
+
+    def pickled(self) -> bool:
+        """Make `payload`; False (and the job failed) when the call does not pickle."""
+        try:
+            self.payload = bytes(ForkingPickler.dumps(self.call))
+        except Exception as exc:
+            self.future.set_exception(exc)
+            return False
+        self.call = (self.call[0], ())  # the arguments are in the payload now
+        return True
 
 
 class WorkerPool:
@@ -226,8 +239,7 @@ class WorkerPool:
         """`function(*args)` in a worker process, which is killed if it takes over `deadline`
         seconds (WorkerTimeout) or dies on its own (WorkerDied). `function` and its arguments
         must pickle: a module-level function and plain data."""
-        payload = bytes(ForkingPickler.dumps((function, args)))
-        job = _Job(payload, deadline, concurrent.futures.Future())
+        job = _Job((function, args), deadline, concurrent.futures.Future())
         with self.lock:
             if self._closed:
                 raise RuntimeError(f"{self.name} pool is closed")
@@ -325,10 +337,13 @@ class _Lane:
             if not self.jobs:
                 self.pool.busy[self.lane] = False
                 try:
-                    self.jobs.append(self.pool.next_job())
+                    job = self.pool.next_job()
                 except _Closing:
                     closing = True
                     continue
+                if not job.pickled():
+                    continue
+                self.jobs.append(job)
                 self.pool.busy[self.lane] = True
             self._send()
             if len(self.jobs) == 1 and self.in_pipe == 1 and not closing:
@@ -336,7 +351,7 @@ class _Lane:
                     follower = self.pool.follower()
                 except _Closing:
                     closing, follower = True, None
-                if follower is not None:
+                if follower is not None and follower.pickled():
                     self.jobs.append(follower)
                     self._send()
             if self.worker is not None and self.in_pipe:

@@ -248,3 +248,15 @@ def test_a_workers_start_up_does_not_count_against_its_first_jobs_deadline() -> 
     finally:
         workers.close()
     assert pid != os.getpid()
+
+
+def test_a_job_whose_arguments_do_not_pickle_fails_alone(pool: WorkerPool) -> None:
+    async def run() -> list[BaseException | int]:
+        jobs = [pool.run(pid_after, lambda: 0, deadline=10), pool.run(pid_after, 0, deadline=10)]
+        return list(await asyncio.gather(*jobs, return_exceptions=True))
+
+    unpicklable, after = asyncio.run(run())
+
+    assert isinstance(unpicklable, Exception)
+    assert "pickle" in str(unpicklable).lower()
+    assert isinstance(after, int)
