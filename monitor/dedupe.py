@@ -71,7 +71,7 @@ import operator
 import re
 import struct
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote_from_bytes, unquote_to_bytes, urljoin
 
 import idna
@@ -534,6 +534,9 @@ class Fingerprint:
 
     signature: tuple[int, ...]
     size: int = 0
+    # The band keys, once `bands` has computed them. Pickled with the fingerprint: the
+    # extraction worker that fingerprints a page computes them, and storing reuses them.
+    _bands: tuple[int, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         signature = self.signature
@@ -544,8 +547,10 @@ class Fingerprint:
         """BANDS locality-sensitive hash keys, signed 64-bit; near duplicates share one.
 
         The band's index is hashed in, so equal rows in different bands give different keys and
-        one index on the key column serves every band.
+        one index on the key column serves every band. Computed once per fingerprint.
         """
+        if self._bands is not None:
+            return self._bands
         # Band b hashes _BAND.pack(b, *its ROWS values): its index as 2 bytes, then the values,
         # which are those bytes of the whole signature packed once.
         values = _VALUES.pack(*self.signature)
@@ -556,6 +561,7 @@ class Fingerprint:
             hasher.update(prefix + values[band * width : (band + 1) * width])
             digests.append(hasher.digest())
         keys: tuple[int, ...] = _BAND_KEYS.unpack(b"".join(digests))
+        object.__setattr__(self, "_bands", keys)
         return keys
 
     def to_bytes(self) -> bytes:
@@ -581,6 +587,7 @@ class Fingerprint:
         fingerprint = object.__new__(cls)
         object.__setattr__(fingerprint, "signature", signature)
         object.__setattr__(fingerprint, "size", size)
+        object.__setattr__(fingerprint, "_bands", None)
         return fingerprint
 
 

@@ -11,6 +11,7 @@ while little other text remains. The pipeline then falls back to the feed's text
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 import trafilatura
 
+from monitor import dedupe
 from monitor.errors import WorkerDied, WorkerTimeout
 from monitor.models import Article, Entry, ExtractedPage
 from monitor.workers import WorkerPool, pool_size
@@ -116,6 +118,21 @@ def extract_page(html: bytes, url: str) -> ExtractedPage | None:
     except Exception as exc:  # lxml, htmldate, charset detection: any bytes must give None
         _log.warning("extraction failed url=%s error=%r", url, exc)
         return None
+
+
+def extract_for_storing(html: bytes, url: str) -> ExtractedPage | None:
+    """`extract_page`, with the text's fingerprint and band keys: what `Extractor` runs in its
+    workers, so the main process, which stores every article one at a time, need not (some
+    1.2 ms of its CPU an article, of which the band keys that near-duplicate lookup probes are
+    ~0.02 ms). Pure and picklable."""
+    page = extract_page(html, url)
+    if page is None:
+        return None
+    fingerprint = dedupe.text_fingerprint(page.text)
+    if fingerprint is None:
+        return page
+    fingerprint.bands()  # computed now, pickled with the fingerprint
+    return dataclasses.replace(page, fingerprint=fingerprint)
 
 
 def _extract(html: bytes, url: str) -> ExtractedPage | None:
@@ -252,7 +269,8 @@ the feed's text."""
 
 
 class Extractor:
-    """Runs `extract_page` in worker processes (one per core), so parsing stays off the loop.
+    """Runs `extract_for_storing` in worker processes (one per core), so parsing stays off the
+    loop.
 
     Each page has `deadline` seconds: a worker still busy after that is killed and replaced
     (see `workers.WorkerPool`), and the page gives None, so its entry falls back to the feed's
@@ -268,11 +286,11 @@ class Extractor:
         self._closed = False
 
     async def extract(self, html: bytes, url: str) -> ExtractedPage | None:
-        """`extract_page(html, url)` run in a worker process; None past the deadline."""
+        """`extract_for_storing(html, url)` run in a worker process; None past the deadline."""
         if self._closed:
             raise RuntimeError("Extractor is closed")
         try:
-            return await self._pool.run(extract_page, html, url, deadline=self._deadline)
+            return await self._pool.run(extract_for_storing, html, url, deadline=self._deadline)
         except WorkerTimeout:
             _log.warning(
                 "extraction stopped after %gs url=%s; using the feed text", self._deadline, url

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from monitor.dedupe import Fingerprint
 
 TextSource = Literal["page", "feed"]
 """Where an article's text came from: the extracted article page, or the feed's title/summary."""
@@ -111,6 +114,10 @@ class ExtractedPage:
     published: datetime | None = None
     language: str | None = None
     canonical_url: str | None = None  # <link rel="canonical"> / og:url, absolute
+    # The fingerprint of `text` with its band keys, made by the extraction worker
+    # (`extract.extract_for_storing`) so the main process does not; None when it made none
+    # (then storing fingerprints the text itself, and a text too short gets none again).
+    fingerprint: Fingerprint | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

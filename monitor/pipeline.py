@@ -205,7 +205,8 @@ async def _read_and_store(
     stored: list[StoredArticle] = []
     try:
         for read in reads:
-            saved = await _store(await read, ctx)
+            article, fingerprint = await read
+            saved = await _store(article, fingerprint, ctx)
             if saved is not None:
                 stored.append(saved)
     finally:
@@ -219,8 +220,11 @@ async def _read_and_store(
     return stored
 
 
-async def _read_article(source: Source, candidate: Candidate, ctx: PollContext) -> Article:
-    """Fetch the entry's page and extract its article; fall back to the feed's own text."""
+async def _read_article(
+    source: Source, candidate: Candidate, ctx: PollContext
+) -> tuple[Article, dedupe.Fingerprint | None]:
+    """Fetch the entry's page and extract its article; fall back to the feed's own text. With
+    the article, the fingerprint the extraction worker made of the page's text, if it did."""
     entry = candidate.entry
     page: ExtractedPage | None = None
     aliases: list[str] = []
@@ -237,7 +241,7 @@ async def _read_article(source: Source, candidate: Candidate, ctx: PollContext) 
             # A canonical link on another site marks a syndicated copy: that is a follow-up
             # for near-duplicate dedupe to find, not the same article.
             aliases += _canonical_or_none(page.canonical_url)
-    return article_from(
+    article = article_from(
         entry,
         page,
         source=source.name,
@@ -246,11 +250,15 @@ async def _read_article(source: Source, candidate: Candidate, ctx: PollContext) 
         link=link,
         aliases=tuple(a for a in dict.fromkeys(aliases) if a != candidate.url),
     )
+    return article, page.fingerprint if page is not None else None
 
 
-async def _store(article: Article, ctx: PollContext) -> StoredArticle | None:
+async def _store(
+    article: Article, fingerprint: dedupe.Fingerprint | None, ctx: PollContext
+) -> StoredArticle | None:
     matches = ctx.matcher.match(article.title, article.summary, article.text)
-    fingerprint = dedupe.text_fingerprint(article.text)
+    if fingerprint is None:  # the feed's text, or a text too short for one
+        fingerprint = dedupe.text_fingerprint(article.text)
     title_key = (
         dedupe.title_key(article.title, article.outlet)
         if len(article.title.split()) >= MIN_TITLE_KEY_WORDS

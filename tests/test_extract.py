@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import trafilatura
 
+from monitor.dedupe import text_fingerprint
 from monitor.extract import MIN_WORDS, Extractor, article_from, extract_page, pool_size
 from monitor.models import Article, Entry, ExtractedPage
 
@@ -312,6 +313,12 @@ def test_extractor_runs_in_worker_processes_and_closes() -> None:
     with Extractor(workers=2) as extractor:
         pages, workers = asyncio.run(run(extractor))
     assert pages == [extract_page(html, str(case["url"])) for html, case in cases]
+    # Each page's fingerprint, band keys computed, came from the worker with it.
+    fingerprinted = [page for page in pages if page is not None and page.fingerprint]
+    assert len(fingerprinted) >= 2
+    for page in fingerprinted:
+        assert page.fingerprint == text_fingerprint(page.text)
+        assert page.fingerprint._bands is not None
     assert workers, "no worker process was started"
     assert os.getpid() not in workers
     assert not children() & workers, "close() left workers running"
