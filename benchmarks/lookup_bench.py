@@ -217,10 +217,7 @@ def lookups(
     the seconds it took and the stories found."""
     with driver_transaction(store.engine, write=True) as statements:
         started = time.perf_counter()
-        found = [
-            store_module._find_story(statements, fp, fp.bands() if fp else (), key, NOW)
-            for fp, key in queries
-        ]
+        found = [store_module._find_story(statements, fp, key, NOW) for fp, key in queries]
         return time.perf_counter() - started, found
 
 

@@ -987,13 +987,12 @@ class _ArticleInserts:
 def _find_story(
     statements: Statements,
     fingerprint: dedupe.Fingerprint | None,
-    bands: Sequence[int],
     title_key: str | None,
     now: datetime,
 ) -> int | None:
     """The story of the most similar near-duplicate first seen within DEDUPE_WINDOW, else of a
-    same-title item of that window. `bands` are the fingerprint's (`Fingerprint.bands()`, which
-    the caller stores too: 42 hashes, computed once).
+    same-title item of that window, found by the fingerprint's band keys (`Fingerprint.bands()`
+    computes them once per fingerprint, often in the extraction worker).
 
     It runs for every article stored: one statement finds both, as driver SQL (see
     `driver.py`), since SQLAlchemy's work for a statement of 44 parameters would be more than
@@ -1006,7 +1005,7 @@ def _find_story(
     parameters: list[object] = []
     if fingerprint is not None:
         parts.append(_CANDIDATES)
-        parameters += (*bands, since)
+        parameters += (*fingerprint.bands(), since)
     if title_key:
         parts.append(_SAME_TITLE)
         parameters += (title_key, since)
@@ -1065,8 +1064,7 @@ def _insert_article(
     destinations: Destinations,
     now: datetime,
 ) -> StoredArticle:
-    bands = fingerprint.bands() if fingerprint is not None else ()
-    story_id = _find_story(statements, fingerprint, bands, title_key, now)
+    story_id = _find_story(statements, fingerprint, title_key, now)
     new_story = story_id is None
     if story_id is None:
         story_id = statements.insert_returning_id(inserts.story, (article.title, article.link, now))
@@ -1095,7 +1093,7 @@ def _insert_article(
     if article.guid:
         statements.insert(inserts.guid, [(article.source, article.guid[:500], article_id)])
     if fingerprint is not None:
-        statements.insert(inserts.band, [(b, article_id) for b in set(bands)])
+        statements.insert(inserts.band, [(b, article_id) for b in set(fingerprint.bands())])
     statements.insert(
         inserts.match, [(article_id, m.topic, list(m.words), m.sentence) for m in matches]
     )
