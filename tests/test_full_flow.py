@@ -704,16 +704,19 @@ def digest_minute(started: datetime, after: datetime, zone: ZoneInfo) -> str:
 
     The job runs at S, S + 60 s, ... where S, the scheduler's start, is within 1.5 s after
     `started` (the service_start log line, whole seconds). `digest.at` must be a minute boundary
-    M with  job(k-1) < M <= job(k)  whatever S is within its bounds."""
+    M with  job(k-1) < M <= job(k)  whatever S is within its bounds.
+
+    No such M exists when those bounds straddle a minute (a service started at hh:mm:59: every
+    job k may fall just before or just after a boundary). M is then the next boundary: the
+    digest goes out at job k or job k + 1, still never at a run before `after`."""
     k = 1
-    while True:
-        earliest = started + timedelta(seconds=60 * k)  # job k, S at its earliest
-        if earliest >= after:
-            low = started + timedelta(seconds=60 * (k - 1) + 1.5)  # job k-1, S at its latest
-            boundary = earliest.replace(second=0, microsecond=0)
-            if boundary > low:
-                return boundary.astimezone(zone).strftime("%H:%M")
+    while (earliest := started + timedelta(seconds=60 * k)) < after:  # job k, S at its earliest
         k += 1
+    low = started + timedelta(seconds=60 * (k - 1) + 1.5)  # job k-1, S at its latest
+    boundary = earliest.replace(second=0, microsecond=0)
+    if boundary <= low:  # the bounds straddle a minute
+        boundary += timedelta(minutes=1)
+    return boundary.astimezone(zone).strftime("%H:%M")
 
 
 @pytest.mark.slow
