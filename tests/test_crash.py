@@ -49,6 +49,7 @@ from tests.crash_harness import (
     CrashReport,
     CrashWorld,
     engine_for,
+    fast_forward,
     min_send_kills,
     outstanding,
     stored_links,
@@ -68,6 +69,8 @@ def crash_seed() -> int:
 
 def crash_loop(workdir: Path, database_url: str, cycles: int) -> CrashReport:
     seed = crash_seed()
+    # Shown with any failure, including an exception that ends the loop before its report.
+    print(f"replay with {SEED_ENV}={seed}")
     lines: list[str] = []
     with CrashWorld(workdir, database_url, seed) as world:
         report = CrashLoop(world, CrashOptions(cycles=cycles, seed=seed), lines.append).run()
@@ -87,6 +90,16 @@ def assert_guarantees(report: CrashReport, cycles: int) -> None:
     # The loop did what it claims: kills landed in the middle of sends.
     mid_send = sum(n for moment, n in report.kills.items() if moment.startswith(("slack", "alert")))
     assert mid_send >= min_send_kills(cycles), replay
+
+
+def test_fast_forward_before_the_first_migration_changes_nothing(tmp_path: Path) -> None:
+    # A kill while the first run starts can come before its migration has made any table.
+    engine = engine_for(f"sqlite:///{tmp_path / 'monitor.db'}")
+    try:
+        assert fast_forward(engine, backoffs=True) == 0
+        assert outstanding(engine) == {"database not ready": 1}
+    finally:
+        engine.dispose()
 
 
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
