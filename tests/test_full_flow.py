@@ -818,7 +818,9 @@ def test_the_whole_flow_through_monitor_run(desk: Newsdesk, launcher: Launcher) 
         started, max(last_alert, datetime.now(UTC)) + timedelta(seconds=65), desk.zone
     )
     desk.write_settings(digest_at=at)
-    (digest,) = wait_for(desk.digests, timeout=200, message=f"the digest due at {at}")
+    # Up to ~187 s away: `after` is 65 s on, its job up to 60 s later, and one minute more when
+    # the service started at hh:mm:59 (see digest_minute). The wait ends when the digest comes.
+    (digest,) = wait_for(desk.digests, timeout=300, message=f"the digest due at {at}")
     assert_digest(desk, digest, copy)
     wait_for(lambda: digest_state(desk) == "sent", timeout=10, message="the digest recorded")
 
