@@ -11,9 +11,15 @@ RUN python -m venv /opt/monitor
 COPY requirements.lock /tmp/requirements.lock
 # Hashes in the lock file: a rebuild gets exactly the same packages, or fails.
 RUN /opt/monitor/bin/pip install --require-hashes -r /tmp/requirements.lock
+# A C compiler for the matcher's compiled part (monitor/_speedups.c); the runtime stage has none.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md /src/
 COPY monitor /src/monitor
-RUN /opt/monitor/bin/pip install --no-deps /src
+# Its build is optional for pip; here it must have happened.
+RUN /opt/monitor/bin/pip install --no-deps /src \
+ && /opt/monitor/bin/python -c "import monitor._speedups"
 
 # --- runtime: slim, no compilers, no pip cache ------------------------------------------------
 FROM python:3.11-slim-bookworm

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 .PHONY: run poll test test-postgres lint typecheck pytest check-deploy lock clean
 
 # Dependencies come from the hashed lock file, so every machine gets the same versions.
-$(BIN)/monitor: pyproject.toml requirements-dev.lock
+$(BIN)/monitor: pyproject.toml requirements-dev.lock monitor/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.lock

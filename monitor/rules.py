@@ -29,17 +29,24 @@ article as written. One Aho-Corasick scan (`_Index`, C-speed) finds every occurr
 keyword; only the topics that the keywords present can make true are evaluated, and only the
 occurrences a match reports are mapped back to the original (benchmarks/matching_bench.py). A
 `Matcher` never changes after it is built, so threads may share it.
+
+Where the project was built with a C compiler, `monitor/_speedups.c` does the work that costs
+most in Python beside the automaton: lower-casing and collapsing runs of spaces
+(`_lower_collapsed`), sorting the scan's occurrences into fields (`_Index.scan` of ASCII text),
+mapping hits back to the written text (`_Folded.written`) and finding each reported sentence
+(`_sentence`). Else the Python forms here do it, with the same results (tests/test_speedups.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import operator
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -47,6 +54,26 @@ import ahocorasick_rs
 
 from monitor import models
 from monitor.errors import QueryError
+
+# The compiled forms of `_sentence_py`, `_written_py`, `_lower_collapsed_py` and of
+# `_Index._scan` over `_Index._ascii_occurrences`, if the build made them.
+_compiled_sentence: Callable[[str, int, int, frozenset[str]], str] | None = None
+_compiled_written: (
+    Callable[[str, list[int], list[int], list[tuple[int, int]]], list[str]] | None
+) = None
+_compiled_lower_collapsed: Callable[[str, int, int, int, list[int], list[int]], str] | None = None
+_compiled_scan_ascii: (
+    Callable[
+        [list[tuple[int, int, int]], list[int], list[int], bytes, bytes, str, list[int]],
+        list[dict[int, list[tuple[int, int, bool]]]],
+    ]
+    | None
+) = None
+with contextlib.suppress(ImportError):
+    from monitor._speedups import lower_collapsed as _compiled_lower_collapsed
+    from monitor._speedups import scan_ascii as _compiled_scan_ascii
+    from monitor._speedups import sentence as _compiled_sentence
+    from monitor._speedups import written as _compiled_written
 
 # --- normalisation -----------------------------------------------------------------------------
 
@@ -242,9 +269,7 @@ class _Folded:
         length = 0  # of the folded text so far
         done = 0  # original offset folded so far
         for start, end, replacement in [*sorted(spots), (len(spaced), len(spaced), "")]:
-            between = spaced[done:start].lower()
-            if "  " in between:
-                between = _collapse_runs(between, length, done, fold_marks, orig_marks)
+            between = _lower_collapsed(spaced, done, start, length, fold_marks, orig_marks)
             pieces.append(between)
             pieces.append(replacement)
             length += len(between) + len(replacement)
@@ -256,21 +281,13 @@ class _Folded:
         self._fold_marks = fold_marks
         self._orig_marks = orig_marks
 
-    def written(self, spans: Sequence[tuple[int, int]]) -> list[str]:
-        """The original text of each folded span, its ends mapped as by `original_offset`
-        (written out here: a call for each of the thousands of ends is a cost of its own)."""
-        original, fold_marks, orig_marks = self.original, self._fold_marks, self._orig_marks
-        if len(fold_marks) == 1:  # nothing folded to another length
-            return [original[start:end] for start, end in spans]
-        last_mark = len(fold_marks) - 1
-        ends: list[int] = []
-        for offset in itertools.chain.from_iterable(spans):
-            mark = bisect_right(fold_marks, offset) - 1
-            mapped = orig_marks[mark] + offset - fold_marks[mark]
-            if mark < last_mark and mapped > orig_marks[mark + 1]:
-                mapped = orig_marks[mark + 1]
-            ends.append(mapped)
-        return [original[start:end] for start, end in zip(ends[::2], ends[1::2], strict=True)]
+    def written(self, spans: list[tuple[int, int]]) -> list[str]:
+        """The original text of each folded span, its ends mapped as by `original_offset`."""
+        if len(self._fold_marks) == 1:  # nothing folded to another length
+            return [self.original[start:end] for start, end in spans]
+        if _compiled_written is not None:
+            return _compiled_written(self.original, self._fold_marks, self._orig_marks, spans)
+        return _written_py(self.original, self._fold_marks, self._orig_marks, spans)
 
     def folded_offset(self, offset: int) -> int:
         """The folded offset of original `offset`, at a character that folds to itself."""
@@ -285,6 +302,42 @@ class _Folded:
             # Inside a piece that folding made longer ("ß" -> "ss"): stay within the piece.
             mapped = min(mapped, self._orig_marks[index + 1])
         return mapped
+
+
+def _written_py(
+    original: str, fold_marks: list[int], orig_marks: list[int], spans: list[tuple[int, int]]
+) -> list[str]:
+    """`_Folded.written` in Python, the reference the compiled form agrees with (written out,
+    not by `original_offset`: a call for each of the thousands of ends is a cost of its own)."""
+    last_mark = len(fold_marks) - 1
+    ends: list[int] = []
+    for offset in itertools.chain.from_iterable(spans):
+        mark = bisect_right(fold_marks, offset) - 1
+        mapped = orig_marks[mark] + offset - fold_marks[mark]
+        if mark < last_mark and mapped > orig_marks[mark + 1]:
+            mapped = orig_marks[mark + 1]
+        ends.append(mapped)
+    return [original[start:end] for start, end in zip(ends[::2], ends[1::2], strict=True)]
+
+
+def _lower_collapsed(
+    text: str, start: int, end: int, fold_at: int, fold_marks: list[int], orig_marks: list[int]
+) -> str:
+    """`text[start:end]` lower-cased with each run of spaces one space, and a mark after each
+    run added to the marks, the piece being at `fold_at` in the folded text."""
+    if _compiled_lower_collapsed is not None:
+        return _compiled_lower_collapsed(text, start, end, fold_at, fold_marks, orig_marks)
+    return _lower_collapsed_py(text, start, end, fold_at, fold_marks, orig_marks)
+
+
+def _lower_collapsed_py(
+    text: str, start: int, end: int, fold_at: int, fold_marks: list[int], orig_marks: list[int]
+) -> str:
+    """`_lower_collapsed` in Python, the reference the compiled form agrees with."""
+    piece = text[start:end].lower()
+    if "  " in piece:
+        piece = _collapse_runs(piece, fold_at, start, fold_marks, orig_marks)
+    return piece
 
 
 def _collapse_runs(
@@ -674,6 +727,7 @@ class _Index:
                     ascii_patterns.append((before + literal).encode())
                     self._ascii_pattern.append(pattern)
                     self._ascii_shift.append(len(before) - 1)
+        self._right_edges = bytes(right for _, right in self._edges)  # for scan_ascii
         self._ascii_automaton = (
             ahocorasick_rs.BytesAhoCorasick(ascii_patterns, implementation=_DFA)
             if ascii_patterns
@@ -683,23 +737,35 @@ class _Index:
     def scan(self, folded: str, ends: Sequence[int]) -> list[dict[int, list[_Occurrence]]]:
         """For each field of `folded` (the fields joined by `separator`, each ending at its
         offset in `ends`), the occurrences of each pattern that start a word (or need not)."""
-        if folded.isascii():
+        if folded.isascii() and _compiled_scan_ascii is not None:
+            found = _compiled_scan_ascii(
+                self._ascii_matches(folded),
+                self._ascii_pattern,
+                self._ascii_shift,
+                self._right_edges,
+                _ASCII_WORD_TABLE,
+                folded,
+                list(ends),
+            )
+        elif folded.isascii():
             found = self._scan(folded, ends, self._ascii_occurrences(folded))
         else:
             found = self._scan(folded, ends, self._occurrences(folded))
         return found
 
-    def _ascii_occurrences(self, folded: str) -> list[tuple[int, int, int]]:
-        """(pattern, start, end) of each occurrence that starts a word, in the order of ends."""
+    def _ascii_matches(self, folded: str) -> list[tuple[int, int, int]]:
+        """The ASCII automaton's (pattern, start, end) in the scanned copy of `folded`."""
         if self._ascii_automaton is None:
             return []
         scanned = (self.separator + folded).encode("ascii").translate(self._to_scan)
+        return self._ascii_automaton.find_matches_as_indexes(scanned, overlapping=True)
+
+    def _ascii_occurrences(self, folded: str) -> list[tuple[int, int, int]]:
+        """(pattern, start, end) of each occurrence that starts a word, in the order of ends."""
         pattern_of, shift_of = self._ascii_pattern, self._ascii_shift
         return [
             (pattern_of[found], start + shift_of[found], end - 1)
-            for found, start, end in self._ascii_automaton.find_matches_as_indexes(
-                scanned, overlapping=True
-            )
+            for found, start, end in self._ascii_matches(folded)
         ]
 
     def _occurrences(self, folded: str) -> Iterator[tuple[int, int, int]]:
@@ -760,6 +826,7 @@ _SEPARATORS = "".join(map(chr, [*range(0x09), *range(0x0E, 0x1C), 0x7F]))
 _DFA = ahocorasick_rs.Implementation.DFA
 # Word characters of ASCII, looked up without a call; other characters go through the regex.
 _ASCII_WORD_CHARS = frozenset(c for c in map(chr, range(0x80)) if _IS_WORD_CHAR.match(c))
+_ASCII_WORD_TABLE = bytes(chr(c) in _ASCII_WORD_CHARS for c in range(0x80))  # for scan_ascii
 
 
 @functools.lru_cache(maxsize=4096)
@@ -833,13 +900,12 @@ class _Article:
         """The sentence around a hit, as reported (topics often share their first hit)."""
         sentence = self._sentences.get(hit)
         if sentence is None:
-            start, end = hit
-            field = bisect_right(self._starts, self.folded.original_offset(start)) - 1
+            start = self.folded.original_offset(hit[0])
+            end = self.folded.original_offset(hit[1])
+            field = bisect_right(self._starts, start) - 1
             shift = self._starts[field]
             sentence = self._sentences[hit] = _sentence(
-                self.originals[field],
-                self.folded.original_offset(start) - shift,
-                self.folded.original_offset(end) - shift,
+                self.originals[field], start - shift, end - shift
             )
         return sentence
 
@@ -1000,6 +1066,13 @@ def _ends_sentence(text: str, brk: re.Match[str]) -> bool:
 
 def _sentence(text: str, start: int, end: int) -> str:
     """The sentence of `text` around [start, end), white space collapsed, cut to ~300 chars."""
+    if _compiled_sentence is not None:
+        return _compiled_sentence(text, start, end, _TITLES)
+    return _sentence_py(text, start, end)
+
+
+def _sentence_py(text: str, start: int, end: int) -> str:
+    """`_sentence` in Python: the reference the compiled form agrees with."""
     first, last = _sentence_bounds(text, start, end)
     before = _one_space(text[first:start]).lstrip()
     hit = _collapse(text[start:end])

@@ -1,0 +1,666 @@
+/* Compiled forms of four pure functions of monitor/rules.py, which are the reference they
+ * must agree with on every input (tests/test_speedups.py checks that they do):
+ *
+ *   sentence(text, start, end, titles)         is  rules._sentence_py(text, start, end)
+ *   written(original, fold_marks, orig_marks, spans)  is  rules._written_py(...)
+ *   lower_collapsed(text, start, end, fold_at, fold_marks, orig_marks)
+ *                                               is  rules._lower_collapsed_py(...)
+ *   scan_ascii(matches, pattern_of, shift_of, right_edges, word_chars, folded, ends)
+ *                        is  rules._Index._scan over rules._Index._ascii_occurrences
+ *
+ * They are the per-character and per-sentence work of matching that costs the most in Python
+ * beside the automaton's scan. Built when a C compiler is there (the build is optional);
+ * without it rules.py uses the Python forms, with the same results.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define SENTENCE_MAX 300
+#define LOOK_BACK 300
+#define ELLIPSIS 0x2026
+
+/* --- characters, as the regexes of rules.py class them -------------------------------------- */
+
+static int is_stop(Py_UCS4 c) { return c == '.' || c == '!' || c == '?'; }
+
+/* _LINE_BREAKS: \n \r \v \f \x1c-\x1e \x85 \u2028 \u2029 */
+static int is_line_break(Py_UCS4 c)
+{
+    return c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || (c >= 0x1c && c <= 0x1e) ||
+           c == 0x85 || c == 0x2028 || c == 0x2029;
+}
+
+/* ["'”’»)\]] after the stops */
+static int is_closer(Py_UCS4 c)
+{
+    return c == '"' || c == '\'' || c == 0x201d || c == 0x2019 || c == 0xbb || c == ')' ||
+           c == ']';
+}
+
+/* _OPENERS: [\s(\"'“‘] */
+static int is_opener(Py_UCS4 c)
+{
+    return Py_UNICODE_ISSPACE(c) || c == '(' || c == '"' || c == '\'' || c == 0x201c ||
+           c == 0x2018;
+}
+
+/* [^\W\d_] in a str pattern: a word character (alphanumeric or "_") but no decimal or "_" */
+static int is_letter(Py_UCS4 c) { return Py_UNICODE_ISALNUM(c) && !Py_UNICODE_ISDECIMAL(c); }
+
+typedef struct {
+    int kind;
+    const void *data;
+    Py_ssize_t length;
+} Text;
+
+static Py_UCS4 at(const Text *t, Py_ssize_t i) { return PyUnicode_READ(t->kind, t->data, i); }
+
+/* --- sentence breaks ------------------------------------------------------------------------ */
+
+/* The next match of _SENTENCE_BREAK at or after `pos`, as re.finditer finds it: its start, and
+ * its end in *end; -1 when there is none. A line break alone is one; else a run of ".!?" and the
+ * closing quotes or brackets after it, when white space follows (no backtracking can end the
+ * match elsewhere: none of those characters is white space). */
+static Py_ssize_t next_break(const Text *t, Py_ssize_t pos, Py_ssize_t *end)
+{
+    for (Py_ssize_t i = pos; i < t->length; i++) {
+        Py_UCS4 c = at(t, i);
+        if (is_line_break(c)) {
+            *end = i + 1;
+            return i;
+        }
+        if (!is_stop(c))
+            continue;
+        Py_ssize_t j = i + 1;
+        while (j < t->length && is_stop(at(t, j)))
+            j++;
+        Py_ssize_t k = j;
+        while (k < t->length && is_closer(at(t, k)))
+            k++;
+        if (k < t->length && Py_UNICODE_ISSPACE(at(t, k))) {
+            *end = k;
+            return i;
+        }
+        i = j - 1; /* every start inside the run fails the same way */
+    }
+    return -1;
+}
+
+/* _ends_sentence: whether the break [start, end) really ends a sentence. -1 on error. */
+static int ends_sentence(const Text *t, PyObject *text, Py_ssize_t start, Py_ssize_t end,
+                         PyObject *titles)
+{
+    Py_UCS4 mark = at(t, start);
+    if (!is_stop(mark))
+        return 1; /* a line break */
+    /* The first character after the break that is no white space, within 20. */
+    Py_ssize_t stop = end + 20 < t->length ? end + 20 : t->length;
+    for (Py_ssize_t q = end; q < stop; q++) {
+        Py_UCS4 c = at(t, q);
+        if (Py_UNICODE_ISSPACE(c))
+            continue;
+        if (Py_UNICODE_ISLOWER(c) || Py_UNICODE_ISDIGIT(c))
+            return 0; /* "Sept. 28", "approx. five" */
+        break;
+    }
+    if (mark != '.' || (end - start >= 2 && at(t, start + 1) == '.'))
+        return 1;
+    /* The word before the period: after the last opener of the 12 characters before it. */
+    Py_ssize_t window = start - 12 > 0 ? start - 12 : 0;
+    Py_ssize_t word = start;
+    while (word > window && !is_opener(at(t, word - 1)))
+        word--;
+    Py_ssize_t length = start - word;
+    if (length % 2 == 1) { /* initials: (letter ".")* letter */
+        int initials = 1;
+        for (Py_ssize_t i = 0; i < length && initials; i++) {
+            Py_UCS4 c = at(t, word + i);
+            initials = i % 2 == 0 ? is_letter(c) : c == '.';
+        }
+        if (initials)
+            return 0;
+    }
+    /* A title ("Dr", "Gen"): none is over 4 characters, and case folding never shortens. */
+    if (length >= 1 && length <= 4) {
+        PyObject *piece = PyUnicode_Substring(text, word, start);
+        if (piece == NULL)
+            return -1;
+        PyObject *folded = PyObject_CallMethod(piece, "casefold", NULL);
+        Py_DECREF(piece);
+        if (folded == NULL)
+            return -1;
+        int title = PySet_Contains(titles, folded);
+        Py_DECREF(folded);
+        if (title < 0)
+            return -1;
+        if (title)
+            return 0;
+    }
+    return 1;
+}
+
+/* _sentence_bounds: *first, *last of the sentence around [start, end). -1 on error. */
+static int sentence_bounds(const Text *t, PyObject *text, Py_ssize_t start, Py_ssize_t end,
+                           PyObject *titles, Py_ssize_t *first, Py_ssize_t *last)
+{
+    Py_ssize_t look_back = LOOK_BACK;
+    Py_ssize_t capacity = 16;
+    Py_ssize_t *before = PyMem_New(Py_ssize_t, capacity); /* ends of the breaks before */
+    if (before == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (;;) {
+        Py_ssize_t origin = 0;
+        if (start > look_back) { /* just after the last space before start - look_back */
+            origin = start - look_back;
+            while (origin > 0 && at(t, origin - 1) != ' ')
+                origin--;
+        }
+        Py_ssize_t count = 0;
+        *last = t->length;
+        Py_ssize_t brk_end, pos = origin, brk;
+        while ((brk = next_break(t, pos, &brk_end)) >= 0) {
+            pos = brk_end;
+            if (brk_end <= start) {
+                if (count == capacity) {
+                    capacity *= 2;
+                    Py_ssize_t *grown = PyMem_Resize(before, Py_ssize_t, capacity);
+                    if (grown == NULL) {
+                        PyMem_Free(before);
+                        PyErr_NoMemory();
+                        return -1;
+                    }
+                    before = grown;
+                }
+                before[count++] = brk; /* its start; its end is found again below */
+                continue;
+            }
+            if (brk >= end) {
+                int ends = ends_sentence(t, text, brk, brk_end, titles);
+                if (ends < 0)
+                    goto error;
+                if (ends) {
+                    *last = brk_end;
+                    break;
+                }
+            }
+        }
+        for (Py_ssize_t i = count - 1; i >= 0; i--) {
+            Py_ssize_t found_end;
+            next_break(t, before[i], &found_end);
+            int ends = ends_sentence(t, text, before[i], found_end, titles);
+            if (ends < 0)
+                goto error;
+            if (ends) {
+                *first = found_end;
+                PyMem_Free(before);
+                return 0;
+            }
+        }
+        if (origin == 0) {
+            *first = 0;
+            PyMem_Free(before);
+            return 0;
+        }
+        look_back *= 4;
+    }
+error:
+    PyMem_Free(before);
+    return -1;
+}
+
+/* --- the sentence as reported --------------------------------------------------------------- */
+
+typedef struct {
+    Py_UCS4 *chars;
+    Py_ssize_t length;
+} Piece;
+
+/* text[from:to] with each run of white space one space (_one_space), into piece->chars. */
+static void one_space(const Text *t, Py_ssize_t from, Py_ssize_t to, Piece *piece)
+{
+    Py_ssize_t n = 0;
+    int in_space = 0;
+    for (Py_ssize_t i = from; i < to; i++) {
+        Py_UCS4 c = at(t, i);
+        if (Py_UNICODE_ISSPACE(c)) {
+            if (!in_space)
+                piece->chars[n++] = ' ';
+            in_space = 1;
+        } else {
+            piece->chars[n++] = c;
+            in_space = 0;
+        }
+    }
+    piece->length = n;
+}
+
+static Py_ssize_t find_space(const Py_UCS4 *chars, Py_ssize_t from, Py_ssize_t to)
+{
+    for (Py_ssize_t i = from; i < to; i++)
+        if (chars[i] == ' ')
+            return i;
+    return -1;
+}
+
+static Py_ssize_t rfind_space(const Py_UCS4 *chars, Py_ssize_t from, Py_ssize_t to)
+{
+    for (Py_ssize_t i = to - 1; i >= from; i--)
+        if (chars[i] == ' ')
+            return i;
+    return -1;
+}
+
+/* _clip(before, hit, after) into out (room for all three and two ellipses); its length. After
+ * one_space the only white space left is " ". */
+static Py_ssize_t clip(const Piece *before, const Piece *hit, const Piece *after, Py_UCS4 *out)
+{
+    Py_ssize_t n = 0;
+    if (hit->length >= SENTENCE_MAX) {
+        memcpy(out, hit->chars, SENTENCE_MAX * sizeof(Py_UCS4));
+        out[SENTENCE_MAX] = ELLIPSIS;
+        return SENTENCE_MAX + 1;
+    }
+    Py_ssize_t room = SENTENCE_MAX - hit->length;
+    Py_ssize_t b_from = 0, a_to = after->length;
+    int b_cut = 0, a_cut = 0;
+    if (before->length + after->length > room) {
+        Py_ssize_t share = room / 2 > room - after->length ? room / 2 : room - after->length;
+        Py_ssize_t keep_before = before->length < share ? before->length : share;
+        Py_ssize_t keep_after =
+            after->length < room - keep_before ? after->length : room - keep_before;
+        if (keep_before < before->length) {
+            b_from = before->length - keep_before;
+            Py_ssize_t space = find_space(before->chars, b_from, before->length);
+            if (before->chars[b_from - 1] != ' ' && space >= 0)
+                b_from = space + 1;
+            b_cut = 1;
+        }
+        if (keep_after < after->length) {
+            a_to = keep_after;
+            Py_ssize_t space = rfind_space(after->chars, 0, a_to);
+            if (after->chars[keep_after] != ' ' && space >= 0)
+                a_to = space;
+            a_cut = 1;
+        }
+    }
+    if (b_cut)
+        out[n++] = ELLIPSIS;
+    memcpy(out + n, before->chars + b_from, (before->length - b_from) * sizeof(Py_UCS4));
+    n += before->length - b_from;
+    memcpy(out + n, hit->chars, hit->length * sizeof(Py_UCS4));
+    n += hit->length;
+    memcpy(out + n, after->chars, a_to * sizeof(Py_UCS4));
+    n += a_to;
+    if (a_cut)
+        out[n++] = ELLIPSIS;
+    return n;
+}
+
+static PyObject *sentence(PyObject *module, PyObject *args)
+{
+    PyObject *text, *titles;
+    Py_ssize_t start, end;
+    if (!PyArg_ParseTuple(args, "UnnO!:sentence", &text, &start, &end, &PyFrozenSet_Type,
+                          &titles))
+        return NULL;
+    Text t = {PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text)};
+    if (start < 0 || end < start || end > t.length) {
+        PyErr_SetString(PyExc_ValueError, "sentence: the hit is not within the text");
+        return NULL;
+    }
+    Py_ssize_t first, last;
+    if (sentence_bounds(&t, text, start, end, titles, &first, &last) < 0)
+        return NULL;
+    /* One buffer: the three pieces (span characters at most), then the result (at most all
+     * three and two ellipses, or SENTENCE_MAX and one). */
+    Py_ssize_t span = last - first;
+    Py_UCS4 *buffer = PyMem_New(Py_UCS4, 2 * span + SENTENCE_MAX + 2);
+    if (buffer == NULL)
+        return PyErr_NoMemory();
+    Piece before = {buffer, 0}, hit, after;
+    one_space(&t, first, start, &before);
+    if (before.length && before.chars[0] == ' ') { /* .lstrip() */
+        before.chars++;
+        before.length--;
+    }
+    hit.chars = before.chars + before.length;
+    one_space(&t, start, end, &hit);
+    if (hit.length && hit.chars[0] == ' ') { /* .strip() */
+        hit.chars++;
+        hit.length--;
+    }
+    if (hit.length && hit.chars[hit.length - 1] == ' ')
+        hit.length--;
+    after.chars = hit.chars + hit.length;
+    one_space(&t, end, last, &after);
+    if (after.length && after.chars[after.length - 1] == ' ') /* .rstrip() */
+        after.length--;
+    Py_UCS4 *out = buffer + span;
+    Py_ssize_t length = clip(&before, &hit, &after, out);
+    PyObject *result = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, out, length);
+    PyMem_Free(buffer);
+    return result;
+}
+
+/* --- folded offsets back to the written text ------------------------------------------------ */
+
+/* marks[i] as a C integer; the lists come from _Folded, ints all. */
+static int read_marks(PyObject *list, Py_ssize_t **marks, Py_ssize_t *count)
+{
+    *count = PyList_GET_SIZE(list);
+    *marks = PyMem_New(Py_ssize_t, *count);
+    if (*marks == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < *count; i++) {
+        Py_ssize_t value = PyLong_AsSsize_t(PyList_GET_ITEM(list, i));
+        if (value == -1 && PyErr_Occurred()) {
+            PyMem_Free(*marks);
+            return -1;
+        }
+        (*marks)[i] = value;
+    }
+    return 0;
+}
+
+/* The original offset of folded `offset` (_Folded.original_offset). */
+static Py_ssize_t original_offset(const Py_ssize_t *fold_marks, const Py_ssize_t *orig_marks,
+                                  Py_ssize_t count, Py_ssize_t offset)
+{
+    Py_ssize_t low = 0, high = count; /* bisect_right(fold_marks, offset) - 1 */
+    while (low < high) {
+        Py_ssize_t middle = (low + high) / 2;
+        if (offset < fold_marks[middle])
+            high = middle;
+        else
+            low = middle + 1;
+    }
+    Py_ssize_t mark = low - 1;
+    /* -1 only for a negative offset (the first mark is 0): indexed from the end, as in Python */
+    Py_ssize_t from = mark < 0 ? mark + count : mark;
+    Py_ssize_t mapped = orig_marks[from] + offset - fold_marks[from];
+    if (mark < count - 1 && mapped > orig_marks[mark + 1])
+        mapped = orig_marks[mark + 1];
+    return mapped;
+}
+
+static PyObject *written(PyObject *module, PyObject *args)
+{
+    PyObject *original, *fold_list, *orig_list, *spans;
+    if (!PyArg_ParseTuple(args, "UO!O!O!:written", &original, &PyList_Type, &fold_list,
+                          &PyList_Type, &orig_list, &PyList_Type, &spans))
+        return NULL;
+    if (PyList_GET_SIZE(fold_list) != PyList_GET_SIZE(orig_list) ||
+        PyList_GET_SIZE(fold_list) == 0) {
+        PyErr_SetString(PyExc_ValueError, "written: the marks differ in number or are none");
+        return NULL;
+    }
+    Py_ssize_t *fold_marks, *orig_marks, count;
+    if (read_marks(fold_list, &fold_marks, &count) < 0)
+        return NULL;
+    if (read_marks(orig_list, &orig_marks, &count) < 0) {
+        PyMem_Free(fold_marks);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(spans);
+    PyObject *result = PyList_New(n);
+    for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
+        PyObject *span = PyList_GET_ITEM(spans, i);
+        if (!PyTuple_Check(span) || PyTuple_GET_SIZE(span) != 2) {
+            PyErr_SetString(PyExc_TypeError, "written: a span is a (start, end) tuple");
+            Py_CLEAR(result);
+            break;
+        }
+        Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 0));
+        Py_ssize_t end = PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 1));
+        if ((start == -1 || end == -1) && PyErr_Occurred()) {
+            Py_CLEAR(result);
+            break;
+        }
+        start = original_offset(fold_marks, orig_marks, count, start);
+        end = original_offset(fold_marks, orig_marks, count, end);
+        /* original[start:end], clamped as a slice is */
+        PySlice_AdjustIndices(PyUnicode_GET_LENGTH(original), &start, &end, 1);
+        PyObject *piece = PyUnicode_Substring(original, start, end);
+        if (piece == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, i, piece);
+    }
+    PyMem_Free(fold_marks);
+    PyMem_Free(orig_marks);
+    return result;
+}
+
+/* --- folding between the spots ------------------------------------------------------------ */
+
+/* Appends the marks after a run of spaces: at fold_at in the folded text, orig_at in the
+ * original. */
+static int add_marks(PyObject *fold_marks, PyObject *orig_marks, Py_ssize_t fold_at,
+                     Py_ssize_t orig_at)
+{
+    PyObject *fold_mark = PyLong_FromSsize_t(fold_at);
+    PyObject *orig_mark = PyLong_FromSsize_t(orig_at);
+    int failed = fold_mark == NULL || orig_mark == NULL ||
+                 PyList_Append(fold_marks, fold_mark) < 0 ||
+                 PyList_Append(orig_marks, orig_mark) < 0;
+    Py_XDECREF(fold_mark);
+    Py_XDECREF(orig_mark);
+    return failed ? -1 : 0;
+}
+
+/* The loop of `collapse` for one width of source and result (a macro rather than
+ * PyUnicode_READ/WRITE per character, which cost as much as the rest of the fold). */
+#define COLLAPSE_LOOP(SOURCE, RESULT)                                                          \
+    do {                                                                                       \
+        const SOURCE *in = (const SOURCE *)t->data;                                            \
+        RESULT *out = (RESULT *)PyUnicode_DATA(result);                                        \
+        for (Py_ssize_t i = start; i < end;) {                                                 \
+            Py_UCS4 c = in[i];                                                                 \
+            if (c == ' ' && i + 1 < end && in[i + 1] == ' ') {                                 \
+                Py_ssize_t run_end = i + 2;                                                    \
+                while (run_end < end && in[run_end] == ' ')                                    \
+                    run_end++;                                                                 \
+                out[n++] = ' ';                                                                \
+                if (add_marks(fold_marks, orig_marks, fold_at + n, orig_at + run_end - start) < \
+                    0) {                                                                       \
+                    Py_DECREF(result);                                                         \
+                    return NULL;                                                               \
+                }                                                                              \
+                i = run_end;                                                                   \
+                continue;                                                                      \
+            }                                                                                  \
+            out[n++] = (RESULT)(lower && c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);          \
+            i++;                                                                               \
+        }                                                                                      \
+    } while (0)
+
+/* t[start:end] with each run of two spaces or more one space and a mark after each run (the
+ * piece being at fold_at in the folded text and at orig_at in the original), as _collapse_runs
+ * does; lower-cased on the way when `lower` (an ASCII piece), else copied (a piece str.lower
+ * made). `max_char` is the largest character the result holds, as a str must know it: the
+ * piece's own (dropping spaces never changes it). */
+static PyObject *collapse(const Text *t, Py_ssize_t start, Py_ssize_t end, int lower,
+                          Py_UCS4 max_char, Py_ssize_t fold_at, Py_ssize_t orig_at,
+                          PyObject *fold_marks, PyObject *orig_marks)
+{
+    PyObject *result = PyUnicode_New(end - start, max_char);
+    if (result == NULL)
+        return NULL;
+    int kind = PyUnicode_KIND(result);
+    Py_ssize_t n = 0;
+    if (t->kind == PyUnicode_1BYTE_KIND)
+        COLLAPSE_LOOP(Py_UCS1, Py_UCS1);
+    else if (t->kind == PyUnicode_2BYTE_KIND && kind == PyUnicode_1BYTE_KIND)
+        COLLAPSE_LOOP(Py_UCS2, Py_UCS1);
+    else if (t->kind == PyUnicode_2BYTE_KIND)
+        COLLAPSE_LOOP(Py_UCS2, Py_UCS2);
+    else if (kind == PyUnicode_1BYTE_KIND)
+        COLLAPSE_LOOP(Py_UCS4, Py_UCS1);
+    else
+        COLLAPSE_LOOP(Py_UCS4, Py_UCS4);
+    if (n < end - start && PyUnicode_Resize(&result, n) < 0)
+        return NULL; /* PyUnicode_Resize released it */
+    return result;
+}
+
+/* text[start:end] lower-cased (str.lower), each run of two spaces or more one space, with a
+ * mark after each run appended to fold_marks and orig_marks: _lower_collapsed_py. */
+static PyObject *lower_collapsed(PyObject *module, PyObject *args)
+{
+    PyObject *text, *fold_marks, *orig_marks;
+    Py_ssize_t start, end, fold_at;
+    if (!PyArg_ParseTuple(args, "UnnnO!O!:lower_collapsed", &text, &start, &end, &fold_at,
+                          &PyList_Type, &fold_marks, &PyList_Type, &orig_marks))
+        return NULL;
+    PySlice_AdjustIndices(PyUnicode_GET_LENGTH(text), &start, &end, 1);
+    if (end < start)
+        end = start;
+    Text t = {PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text)};
+    int ascii = PyUnicode_IS_ASCII(text);
+    if (!ascii) {
+        ascii = 1;
+        for (Py_ssize_t i = start; i < end && ascii; i++)
+            ascii = at(&t, i) <= 0x7f;
+    }
+    if (ascii)
+        return collapse(&t, start, end, 1, 0x7f, fold_at, start, fold_marks, orig_marks);
+    /* Beyond ASCII: str.lower first (it may change lengths), then the runs of what it gave,
+     * measured in it, as the Python form measures them. */
+    PyObject *piece = PyUnicode_Substring(text, start, end);
+    if (piece == NULL)
+        return NULL;
+    PyObject *lowered = PyObject_CallMethod(piece, "lower", NULL);
+    Py_DECREF(piece);
+    if (lowered == NULL)
+        return NULL;
+    Text l = {PyUnicode_KIND(lowered), PyUnicode_DATA(lowered), PyUnicode_GET_LENGTH(lowered)};
+    PyObject *result = collapse(&l, 0, l.length, 0, PyUnicode_MAX_CHAR_VALUE(lowered), fold_at,
+                                start, fold_marks, orig_marks);
+    Py_DECREF(lowered);
+    return result;
+}
+
+/* --- the scan of ASCII text ----------------------------------------------------------------- */
+
+static int item_index(PyObject *list, Py_ssize_t index, Py_ssize_t *value)
+{
+    if (index < 0 || index >= PyList_GET_SIZE(list)) {
+        PyErr_SetString(PyExc_IndexError, "scan_ascii: an index out of range");
+        return -1;
+    }
+    *value = PyLong_AsSsize_t(PyList_GET_ITEM(list, index));
+    return *value == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* _Index._scan over _Index._ascii_occurrences, from the automaton's matches in the scanned
+ * copy: for each field, {pattern: [(start, end, whole), ...]}. */
+static PyObject *scan_ascii(PyObject *module, PyObject *args)
+{
+    PyObject *matches, *pattern_of, *shift_of, *ends;
+    Py_buffer right_edges, word_chars;
+    const char *folded;
+    Py_ssize_t length;
+    if (!PyArg_ParseTuple(args, "O!O!O!y*y*s#O!:scan_ascii", &PyList_Type, &matches,
+                          &PyList_Type, &pattern_of, &PyList_Type, &shift_of, &right_edges,
+                          &word_chars, &folded, &length, &PyList_Type, &ends))
+        return NULL;
+    PyObject *found = NULL;
+    const unsigned char *right = right_edges.buf, *word = word_chars.buf;
+    Py_ssize_t fields = PyList_GET_SIZE(ends);
+    if (word_chars.len < 128 || fields == 0) {
+        PyErr_SetString(PyExc_ValueError, "scan_ascii: a word table of 128, and a field");
+        goto done;
+    }
+    found = PyList_New(fields);
+    for (Py_ssize_t i = 0; found != NULL && i < fields; i++) {
+        PyObject *in_field = PyDict_New();
+        if (in_field == NULL)
+            Py_CLEAR(found);
+        else
+            PyList_SET_ITEM(found, i, in_field);
+    }
+    if (found == NULL)
+        goto done;
+    Py_ssize_t field = 0, field_end;
+    if (item_index(ends, 0, &field_end) < 0)
+        goto failed;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(matches); i++) {
+        PyObject *match = PyList_GET_ITEM(matches, i);
+        if (!PyTuple_Check(match) || PyTuple_GET_SIZE(match) != 3) {
+            PyErr_SetString(PyExc_TypeError, "scan_ascii: a match is (pattern, start, end)");
+            goto failed;
+        }
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(match, 0));
+        Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(match, 1));
+        Py_ssize_t end = PyLong_AsSsize_t(PyTuple_GET_ITEM(match, 2));
+        Py_ssize_t pattern, shift;
+        if (PyErr_Occurred() || item_index(pattern_of, index, &pattern) < 0 ||
+            item_index(shift_of, index, &shift) < 0)
+            goto failed;
+        start += shift;
+        end -= 1; /* the scanned copy has the separator in front */
+        if (pattern < 0 || pattern >= right_edges.len) {
+            PyErr_SetString(PyExc_IndexError, "scan_ascii: a pattern without its edge");
+            goto failed;
+        }
+        int whole = 1;
+        if (right[pattern] && end >= 0 && end < length)
+            whole = !word[(unsigned char)folded[end] & 0x7f];
+        while (end > field_end && field + 1 < fields) {
+            field++;
+            if (item_index(ends, field, &field_end) < 0)
+                goto failed;
+        }
+        PyObject *in_field = PyList_GET_ITEM(found, field);
+        PyObject *key = PyLong_FromSsize_t(pattern);
+        PyObject *occurrence = Py_BuildValue("(nnO)", start, end, whole ? Py_True : Py_False);
+        PyObject *list = key == NULL ? NULL : PyDict_GetItemWithError(in_field, key);
+        int failed = key == NULL || occurrence == NULL || (list == NULL && PyErr_Occurred());
+        if (!failed && list == NULL) {
+            list = PyList_New(0);
+            failed = list == NULL || PyDict_SetItem(in_field, key, list) < 0;
+            Py_XDECREF(list); /* the dict holds it */
+        }
+        failed = failed || PyList_Append(list, occurrence) < 0;
+        Py_XDECREF(key);
+        Py_XDECREF(occurrence);
+        if (failed)
+            goto failed;
+    }
+    goto done;
+failed:
+    Py_CLEAR(found);
+done:
+    PyBuffer_Release(&right_edges);
+    PyBuffer_Release(&word_chars);
+    return found;
+}
+
+static PyMethodDef methods[] = {
+    {"scan_ascii", scan_ascii, METH_VARARGS,
+     "scan_ascii(matches, pattern_of, shift_of, right_edges, word_chars, folded, ends) -> "
+     "rules._Index._scan(folded, ends, the occurrences rules._Index._ascii_occurrences makes "
+     "of matches)."},
+    {"lower_collapsed", lower_collapsed, METH_VARARGS,
+     "lower_collapsed(text, start, end, fold_at, fold_marks, orig_marks) -> "
+     "rules._lower_collapsed_py(text, start, end, fold_at, fold_marks, orig_marks)."},
+    {"sentence", sentence, METH_VARARGS,
+     "sentence(text, start, end, titles) -> the sentence around text[start:end], as "
+     "rules._sentence_py reports it."},
+    {"written", written, METH_VARARGS,
+     "written(original, fold_marks, orig_marks, spans) -> the original text of each folded "
+     "span, as rules._Folded.written maps it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "monitor._speedups", "Compiled forms of pure functions of rules.py.",
+    -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

@@ -1,0 +1,18 @@
+# The compiled forms of four pure functions of monitor/rules.py (see _speedups.c).
+
+def sentence(text: str, start: int, end: int, titles: frozenset[str]) -> str: ...
+def written(
+    original: str, fold_marks: list[int], orig_marks: list[int], spans: list[tuple[int, int]]
+) -> list[str]: ...
+def lower_collapsed(
+    text: str, start: int, end: int, fold_at: int, fold_marks: list[int], orig_marks: list[int]
+) -> str: ...
+def scan_ascii(
+    matches: list[tuple[int, int, int]],
+    pattern_of: list[int],
+    shift_of: list[int],
+    right_edges: bytes,
+    word_chars: bytes,
+    folded: str,
+    ends: list[int],
+) -> list[dict[int, list[tuple[int, int, bool]]]]: ...

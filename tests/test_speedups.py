@@ -1,0 +1,181 @@
+"""The compiled forms in monitor/_speedups.c give what their Python references in
+monitor/rules.py give, on random text and on the real article bodies, and a Matcher reports the
+same with them as without them.
+
+The extension is built by `pip install` where a C compiler is there (the build is optional);
+without it these tests skip, unless MONITOR_REQUIRE_SPEEDUPS=1 (CI sets it) makes that a
+failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor import rules
+from monitor.models import Topic, TopicMatch
+
+if os.environ.get("MONITOR_REQUIRE_SPEEDUPS") == "1":
+    from monitor import _speedups
+else:
+    _speedups = pytest.importorskip(
+        "monitor._speedups", reason="built without a C compiler: rules.py runs its Python forms"
+    )
+
+# What sentences, folding and offsets turn on: breaks, closers, openers, white space of every
+# kind, initials and titles, letters that case-fold or lower-case to other lengths.
+PIECES = [
+    *"ab. .!?\"')]\n\r\t\u2028\x85\u201d\u2019\u00bbABc1D(\u201c\u2018_\u00e9\u0130\u017f\ufb06",
+    *"\u00a0\u3000\u00ad\u0301\u00df\u212a\U0001d400-\u2014",
+    "  ",
+    "   ",
+    "...",
+    "U.S.",
+    "Dr.",
+    "Mr",
+    "st",
+    "word ",
+    "Sept. 28",
+]
+texts = st.lists(st.sampled_from(PIECES), max_size=60).map("".join)
+
+
+@st.composite
+def text_and_hit(draw: st.DrawFn) -> tuple[str, int, int]:
+    text = draw(texts)
+    start = draw(st.integers(0, len(text)))
+    end = draw(st.integers(start, len(text)))
+    return text, start, end
+
+
+@settings(max_examples=3000, deadline=None)
+@given(text_and_hit())
+def test_sentence_is_the_python_sentence(case: tuple[str, int, int]) -> None:
+    text, start, end = case
+    assert _speedups.sentence(text, start, end, rules._TITLES) == rules._sentence_py(
+        text, start, end
+    )
+
+
+def test_sentence_on_long_texts_clips_and_looks_back_as_python_does() -> None:
+    rng = random.Random(20261207)
+    for _ in range(3000):
+        text = "".join(
+            rng.choice([*PIECES, *["word "] * 20]) for _ in range(rng.randrange(80, 900))
+        )
+        start = rng.randrange(len(text) + 1)
+        end = rng.randrange(start, min(len(text), start + 400) + 1)
+        expected = rules._sentence_py(text, start, end)
+        assert _speedups.sentence(text, start, end, rules._TITLES) == expected
+    # A hit of 300 characters or more is the hit alone, cut.
+    assert _speedups.sentence("x" * 400, 0, 350, rules._TITLES) == "x" * 300 + "…"
+
+
+def test_sentence_refuses_a_hit_outside_the_text() -> None:
+    with pytest.raises(ValueError, match="not within the text"):
+        _speedups.sentence("short", 3, 9, rules._TITLES)
+
+
+@st.composite
+def folded_and_spans(draw: st.DrawFn) -> tuple[rules._Folded, list[tuple[int, int]]]:
+    folded = rules._Folded(draw(texts))
+    length = len(folded.folded)
+    ends = st.integers(-2, length + 2)
+    spans = draw(st.lists(st.tuples(ends, ends).map(lambda pair: tuple(sorted(pair))), max_size=5))
+    return folded, spans  # type: ignore[return-value]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(folded_and_spans())
+def test_written_is_the_python_written(case: tuple[rules._Folded, list[tuple[int, int]]]) -> None:
+    folded, spans = case
+    marks = folded._fold_marks, folded._orig_marks
+    assert _speedups.written(folded.original, *marks, spans) == rules._written_py(
+        folded.original, *marks, spans
+    )
+
+
+@settings(max_examples=3000, deadline=None)
+@given(text_and_hit(), st.integers(0, 50))
+def test_lower_collapsed_is_the_python_form(case: tuple[str, int, int], fold_at: int) -> None:
+    text, start, end = case
+    compiled_marks: tuple[list[int], list[int]] = ([0], [0])
+    python_marks: tuple[list[int], list[int]] = ([0], [0])
+    compiled = _speedups.lower_collapsed(text, start, end, fold_at, *compiled_marks)
+    assert compiled == rules._lower_collapsed_py(text, start, end, fold_at, *python_marks)
+    assert compiled_marks == python_marks
+    # A str that is all ASCII says so, or it compares unequal to one that does.
+    assert compiled.isascii() == all(ord(c) < 0x80 for c in compiled)
+
+
+def real_bodies(data: Path) -> list[str]:
+    truth = json.loads((data / "article-extraction-benchmark" / "ground-truth.json").read_text())
+    bodies = [entry["articleBody"] for entry in truth.values()]
+    return bodies + [p.read_text(encoding="utf-8") for p in sorted((data / "seeds").glob("*.txt"))]
+
+
+TOPICS = [
+    Topic(name="places", keywords=("Pakistan*", "Balochistan", "U.S.", "China", "Karachi")),
+    Topic(name="minerals", keywords=("rare earth*", "lithium", "copper", "critical mineral*")),
+    Topic(name="people", keywords=("Trump", "Sharif", "Munir", "Xi Jinping", "Putin")),
+    Topic(name="short", keywords=("US", "EU", "UN", "it", "the")),
+    Topic(name="deal", query='"strategic metals" OR (USSM AND NOT title:opinion)'),
+    Topic(name="scripts", keywords=("中国", "Москва", "ایران", "Zürich")),
+]
+
+
+def matches_both_ways(
+    articles: list[tuple[str, str, str]], monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[tuple[TopicMatch, ...]], list[tuple[TopicMatch, ...]]]:
+    matcher = rules.compile_topics(TOPICS)
+    with_them = [matcher.match(*article) for article in articles]
+    with monkeypatch.context() as patched:
+        for name in ("sentence", "written", "lower_collapsed", "scan_ascii"):
+            patched.setattr(rules, f"_compiled_{name}", None)
+        without_them = [matcher.match(*article) for article in articles]
+    return with_them, without_them
+
+
+def test_a_matcher_reports_the_same_with_and_without_them(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies = real_bodies(shared_data)
+    articles = [(body.split("\n", 1)[0][:200], body[:300], body) for body in bodies]
+    with_them, without_them = matches_both_ways(articles, monkeypatch)
+    assert with_them == without_them
+    assert sum(map(len, with_them)) > len(articles)  # many topics matched, sentences and all
+
+
+def test_a_matcher_reports_the_same_on_random_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(7)
+    words = [
+        *PIECES,
+        "Pakistan's",
+        "PAKISTANI",
+        "rare-earth",
+        "Rare  Earths",
+        "u.s.",
+        "USSM",
+        "Strategic Metals",
+        "Copper",
+        "中国",
+        "Zu\u0308rich",
+        "it",
+        "The",
+        " ",
+    ]
+    articles = []
+    for _ in range(400):
+        title, summary, text = (
+            "".join(rng.choices(words, k=rng.randrange(n))) for n in (8, 20, 200)
+        )
+        articles.append((title, summary, text))
+    with_them, without_them = matches_both_ways(articles, monkeypatch)
+    assert with_them == without_them
+    assert sum(map(len, with_them)) > 100
