@@ -15,7 +15,7 @@ from monitor.extract import extract_page
 from monitor.fetch import HttpFetcher
 from monitor.models import ExtractedPage
 from monitor.notify.routing import Outputs
-from monitor.pipeline import PollContext, SourceReport, refresh_source
+from monitor.pipeline import PageExtractor, PollContext, SourceReport, refresh_source
 from monitor.store import Store
 from tests.world import write_config
 
@@ -65,14 +65,18 @@ def poll(
     name: str,
     clock: Callable[[], datetime],
     outputs: Outputs = NO_OUTPUTS,
+    extractor: PageExtractor | None = None,
 ) -> SourceReport:
-    """One `refresh_source` of the named source, with a fresh HTTP client."""
+    """One `refresh_source` of the named source, with a fresh HTTP client (and pages extracted
+    by `extractor`, else in this process)."""
 
     async def run() -> SourceReport:
         async with HttpFetcher(
             config.settings.fetch, clock=clock, resolver=numeric_only
         ) as fetcher:
-            ctx = PollContext(config, store, fetcher, InlineExtractor(), outputs, clock=clock)
+            ctx = PollContext(
+                config, store, fetcher, extractor or InlineExtractor(), outputs, clock=clock
+            )
             return await refresh_source(config.source(name), ctx)
 
     return asyncio.run(run())

@@ -4,7 +4,6 @@ and by storing itself for a feed's own text."""
 
 from __future__ import annotations
 
-import asyncio
 import pickle
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -13,11 +12,9 @@ from typing import Any
 
 from monitor import dedupe
 from monitor.extract import extract_for_storing, extract_page
-from monitor.fetch import HttpFetcher
 from monitor.models import Article, ExtractedPage, StoredArticle, TopicMatch
-from monitor.pipeline import PollContext, refresh_source
 from monitor.store import Store
-from tests.polling import NO_OUTPUTS, make_config, numeric_only
+from tests.polling import make_config, poll
 from tests.web import LocalWeb
 from tests.world import article_page, distinct_story, publish
 
@@ -75,21 +72,7 @@ def test_a_page_is_stored_with_the_workers_fingerprint_and_feed_text_with_its_ow
     extractor = WorkerExtractor(feed_only="from-feed")
     saving = SavingStore(store)
 
-    async def poll() -> None:
-        async with HttpFetcher(
-            config.settings.fetch, clock=lambda: NOW, resolver=numeric_only
-        ) as fetcher:
-            ctx = PollContext(
-                config,
-                saving,  # type: ignore[arg-type]
-                fetcher,
-                extractor,
-                NO_OUTPUTS,
-                clock=lambda: NOW,
-            )
-            await refresh_source(config.source("quetta"), ctx)
-
-    asyncio.run(poll())
+    poll(config, saving, "quetta", lambda: NOW, extractor=extractor)  # type: ignore[arg-type]
 
     saved = {article.url.rsplit("/", 1)[-1]: (article, fp) for article, fp in saving.saved}
     assert set(saved) == {"from-page", "from-feed"}
