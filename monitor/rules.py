@@ -737,8 +737,10 @@ class _Index:
     def scan(self, folded: str, ends: Sequence[int]) -> list[dict[int, list[_Occurrence]]]:
         """For each field of `folded` (the fields joined by `separator`, each ending at its
         offset in `ends`), the occurrences of each pattern that start a word (or need not)."""
-        if folded.isascii() and _compiled_scan_ascii is not None:
-            found = _compiled_scan_ascii(
+        if not folded.isascii():
+            return self._scan(folded, ends, self._occurrences(folded))
+        if _compiled_scan_ascii is not None:
+            return _compiled_scan_ascii(
                 self._ascii_matches(folded),
                 self._ascii_pattern,
                 self._ascii_shift,
@@ -747,11 +749,7 @@ class _Index:
                 folded,
                 list(ends),
             )
-        elif folded.isascii():
-            found = self._scan(folded, ends, self._ascii_occurrences(folded))
-        else:
-            found = self._scan(folded, ends, self._occurrences(folded))
-        return found
+        return self._scan(folded, ends, self._ascii_occurrences(folded))
 
     def _ascii_matches(self, folded: str) -> list[tuple[int, int, int]]:
         """The ASCII automaton's (pattern, start, end) in the scanned copy of `folded`."""
