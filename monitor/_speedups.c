@@ -145,7 +145,8 @@ static int sentence_bounds(const Text *t, PyObject *text, Py_ssize_t start, Py_s
 {
     Py_ssize_t look_back = LOOK_BACK;
     Py_ssize_t capacity = 16;
-    Py_ssize_t *before = PyMem_New(Py_ssize_t, capacity); /* ends of the breaks before */
+    /* The breaks before the hit, as (start, end) pairs: room for `capacity` of them. */
+    Py_ssize_t *before = PyMem_New(Py_ssize_t, 2 * capacity);
     if (before == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -165,7 +166,7 @@ static int sentence_bounds(const Text *t, PyObject *text, Py_ssize_t start, Py_s
             if (brk_end <= start) {
                 if (count == capacity) {
                     capacity *= 2;
-                    Py_ssize_t *grown = PyMem_Resize(before, Py_ssize_t, capacity);
+                    Py_ssize_t *grown = PyMem_Resize(before, Py_ssize_t, 2 * capacity);
                     if (grown == NULL) {
                         PyMem_Free(before);
                         PyErr_NoMemory();
@@ -173,7 +174,9 @@ static int sentence_bounds(const Text *t, PyObject *text, Py_ssize_t start, Py_s
                     }
                     before = grown;
                 }
-                before[count++] = brk; /* its start; its end is found again below */
+                before[2 * count] = brk;
+                before[2 * count + 1] = brk_end;
+                count++;
                 continue;
             }
             if (brk >= end) {
@@ -187,13 +190,11 @@ static int sentence_bounds(const Text *t, PyObject *text, Py_ssize_t start, Py_s
             }
         }
         for (Py_ssize_t i = count - 1; i >= 0; i--) {
-            Py_ssize_t found_end;
-            next_break(t, before[i], &found_end);
-            int ends = ends_sentence(t, text, before[i], found_end, titles);
+            int ends = ends_sentence(t, text, before[2 * i], before[2 * i + 1], titles);
             if (ends < 0)
                 goto error;
             if (ends) {
-                *first = found_end;
+                *first = before[2 * i + 1];
                 PyMem_Free(before);
                 return 0;
             }
