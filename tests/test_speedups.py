@@ -9,7 +9,6 @@ failure.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.matching_bench import load_articles
 from monitor import rules
 from monitor.models import Topic, TopicMatch
 
@@ -114,12 +114,6 @@ def test_lower_collapsed_is_the_python_form(case: tuple[str, int, int], fold_at:
     assert compiled.isascii() == all(ord(c) < 0x80 for c in compiled)
 
 
-def real_bodies(data: Path) -> list[str]:
-    truth = json.loads((data / "article-extraction-benchmark" / "ground-truth.json").read_text())
-    bodies = [entry["articleBody"] for entry in truth.values()]
-    return bodies + [p.read_text(encoding="utf-8") for p in sorted((data / "seeds").glob("*.txt"))]
-
-
 TOPICS = [
     Topic(name="places", keywords=("Pakistan*", "Balochistan", "U.S.", "China", "Karachi")),
     Topic(name="minerals", keywords=("rare earth*", "lithium", "copper", "critical mineral*")),
@@ -145,8 +139,7 @@ def matches_both_ways(
 def test_a_matcher_reports_the_same_with_and_without_them(
     shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bodies = real_bodies(shared_data)
-    articles = [(body.split("\n", 1)[0][:200], body[:300], body) for body in bodies]
+    articles = load_articles(shared_data)  # figure 6's: the benchmark pages' bodies and seeds
     with_them, without_them = matches_both_ways(articles, monkeypatch)
     assert with_them == without_them
     assert sum(map(len, with_them)) > len(articles)  # many topics matched, sentences and all
