@@ -1,4 +1,4 @@
-/* Compiled forms of four pure functions of monitor/rules.py, which are the reference they
+/* Compiled forms of five pure functions of monitor/rules.py, which are the reference they
  * must agree with on every input (tests/test_speedups.py checks that they do):
  *
  *   sentence(text, start, end, titles)         is  rules._sentence_py(text, start, end)
@@ -7,6 +7,8 @@
  *                                               is  rules._lower_collapsed_py(...)
  *   scan_ascii(matches, pattern_of, shift_of, right_edges, word_chars, folded, ends)
  *                        is  rules._Index._scan over rules._Index._ascii_occurrences
+ *   spaced(original, kinds, neutral)            is  rules._spaced_py(original, neutral, keep)
+ *                                               with kinds = rules._kind_table(neutral, keep)
  *
  * They are the per-character and per-sentence work of matching that costs the most in Python
  * beside the automaton's scan. Built when a C compiler is there (the build is optional);
@@ -558,6 +560,25 @@ static int item_index(PyObject *list, Py_ssize_t index, Py_ssize_t *value)
     return *value == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* (start, end, whole): built by hand, as Py_BuildValue would read its format each time. */
+static PyObject *occurrence_of(Py_ssize_t start, Py_ssize_t end, int whole)
+{
+    PyObject *occurrence = PyTuple_New(3);
+    if (occurrence == NULL)
+        return NULL;
+    PyObject *start_ = PyLong_FromSsize_t(start), *end_ = PyLong_FromSsize_t(end);
+    if (start_ == NULL || end_ == NULL) {
+        Py_XDECREF(start_);
+        Py_XDECREF(end_);
+        Py_DECREF(occurrence);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(occurrence, 0, start_);
+    PyTuple_SET_ITEM(occurrence, 1, end_);
+    PyTuple_SET_ITEM(occurrence, 2, Py_NewRef(whole ? Py_True : Py_False));
+    return occurrence;
+}
+
 /* _Index._scan over _Index._ascii_occurrences, from the automaton's matches in the scanned
  * copy: for each field, {pattern: [(start, end, whole), ...]}. */
 static PyObject *scan_ascii(PyObject *module, PyObject *args)
@@ -619,7 +640,7 @@ static PyObject *scan_ascii(PyObject *module, PyObject *args)
         }
         PyObject *in_field = PyList_GET_ITEM(found, field);
         PyObject *key = PyLong_FromSsize_t(pattern);
-        PyObject *occurrence = Py_BuildValue("(nnO)", start, end, whole ? Py_True : Py_False);
+        PyObject *occurrence = occurrence_of(start, end, whole);
         PyObject *list = key == NULL ? NULL : PyDict_GetItemWithError(in_field, key);
         int failed = key == NULL || occurrence == NULL || (list == NULL && PyErr_Occurred());
         if (!failed && list == NULL) {
@@ -642,7 +663,98 @@ done:
     return found;
 }
 
+/* --- the spaced copy ------------------------------------------------------------------------ */
+
+/* What to do with a character, as rules._kind_table says (rules._PLAIN, _SPACE, ...). */
+enum { PLAIN, SPACE, APOSTROPHE, APART, NO_WORD, NEUTRAL };
+
+/* The loop of `spaced` for one width of text: each character's replacement into `out`, each
+ * one that folds apart into the set `apart` (once: `last_apart` skips the set for a letter
+ * repeated, as "é" is in a French text). */
+#define SPACED_LOOP(SOURCE)                                                                    \
+    do {                                                                                       \
+        const SOURCE *in = (const SOURCE *)PyUnicode_DATA(original);                           \
+        for (Py_ssize_t i = 0; i < length; i++) {                                              \
+            Py_UCS4 c = in[i];                                                                 \
+            int kind = c > 0xffff ? APART : kinds[c];                                          \
+            Py_UCS4 replacement = c;                                                           \
+            if (kind == SPACE)                                                                 \
+                replacement = ' ';                                                             \
+            else if (kind == APOSTROPHE)                                                       \
+                replacement = '\'';                                                            \
+            else if (kind == NEUTRAL)                                                          \
+                replacement = neutral_char;                                                    \
+            else if (kind == APART && c != last_apart) {                                       \
+                PyObject *char_ = PyUnicode_FromOrdinal(c);                                    \
+                int failed = char_ == NULL || PySet_Add(apart, char_) < 0;                     \
+                Py_XDECREF(char_);                                                             \
+                if (failed)                                                                    \
+                    goto failed;                                                               \
+                last_apart = c;                                                                \
+            }                                                                                  \
+            changed |= replacement != c;                                                       \
+            out[i] = replacement;                                                              \
+        }                                                                                      \
+    } while (0)
+
+/* (the copy of original, the set of its characters that fold apart): rules._spaced_py, with
+ * `kinds` the kind of each character of the Basic Multilingual Plane for its neutral and keep
+ * (rules._kind_table). The copy is `original` itself when nothing in it is replaced. */
+static PyObject *spaced(PyObject *module, PyObject *args)
+{
+    PyObject *original, *neutral;
+    Py_buffer kinds_buffer;
+    if (!PyArg_ParseTuple(args, "Uy*U:spaced", &original, &kinds_buffer, &neutral))
+        return NULL;
+    PyObject *apart = NULL, *copy = NULL, *result = NULL;
+    Py_UCS4 *out = NULL;
+    const unsigned char *kinds = kinds_buffer.buf;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(original);
+    if (kinds_buffer.len != 0x10000 || PyUnicode_GET_LENGTH(neutral) > 1) {
+        PyErr_SetString(PyExc_ValueError, "spaced: a kind for each of 0x10000 characters, and "
+                                          "a neutral character or none");
+        goto done;
+    }
+    Py_UCS4 neutral_char = PyUnicode_GET_LENGTH(neutral) ? PyUnicode_READ_CHAR(neutral, 0) : 0;
+    apart = PySet_New(NULL);
+    out = PyMem_Malloc(sizeof(Py_UCS4) * (length ? length : 1));
+    if (apart == NULL || out == NULL) {
+        if (out == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    int changed = 0;
+    Py_UCS4 last_apart = 0x110000; /* no character */
+    switch (PyUnicode_KIND(original)) {
+    case PyUnicode_1BYTE_KIND:
+        SPACED_LOOP(Py_UCS1);
+        break;
+    case PyUnicode_2BYTE_KIND:
+        SPACED_LOOP(Py_UCS2);
+        break;
+    default:
+        SPACED_LOOP(Py_UCS4);
+    }
+    /* The copy is made as narrow as its characters allow, as every str is. */
+    copy = changed ? PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, out, length)
+                   : Py_NewRef(original);
+    if (copy != NULL)
+        result = PyTuple_Pack(2, copy, apart);
+    goto done;
+failed:
+    Py_CLEAR(result);
+done:
+    Py_XDECREF(copy);
+    Py_XDECREF(apart);
+    PyMem_Free(out);
+    PyBuffer_Release(&kinds_buffer);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"spaced", spaced, METH_VARARGS,
+     "spaced(original, kinds, neutral) -> rules._spaced_py(original, neutral, keep), with kinds "
+     "= rules._kind_table(neutral, keep)."},
     {"scan_ascii", scan_ascii, METH_VARARGS,
      "scan_ascii(matches, pattern_of, shift_of, right_edges, word_chars, folded, ends) -> "
      "rules._Index._scan(folded, ends, the occurrences rules._Index._ascii_occurrences makes "

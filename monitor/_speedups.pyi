@@ -1,4 +1,4 @@
-# The compiled forms of four pure functions of monitor/rules.py (see _speedups.c).
+# The compiled forms of five pure functions of monitor/rules.py (see _speedups.c).
 
 def sentence(text: str, start: int, end: int, titles: frozenset[str]) -> str: ...
 def written(
@@ -16,3 +16,4 @@ def scan_ascii(
     folded: str,
     ends: list[int],
 ) -> list[dict[int, list[tuple[int, int, bool]]]]: ...
+def spaced(original: str, kinds: bytes, neutral: str) -> tuple[str, set[str]]: ...

@@ -31,7 +31,8 @@ occurrences a match reports are mapped back to the original (benchmarks/matching
 `Matcher` never changes after it is built, so threads may share it.
 
 Where the project was built with a C compiler, `monitor/_speedups.c` does the work that costs
-most in Python beside the automaton: lower-casing and collapsing runs of spaces
+most in Python beside the automaton: the copy of a text with its spaces, dashes, apostrophes
+and other signs replaced (`_spaced`), lower-casing and collapsing runs of spaces
 (`_lower_collapsed`), sorting the scan's occurrences into fields (`_Index.scan` of ASCII text),
 mapping hits back to the written text (`_Folded.written`) and finding each reported sentence
 (`_sentence`). Else the Python forms here do it, with the same results (tests/test_speedups.py).
@@ -55,13 +56,14 @@ import ahocorasick_rs
 from monitor import models
 from monitor.errors import QueryError
 
-# The compiled forms of `_sentence_py`, `_written_py`, `_lower_collapsed_py` and of
-# `_Index._scan` over `_Index._ascii_occurrences`, if the build made them.
+# The compiled forms of `_sentence_py`, `_written_py`, `_lower_collapsed_py`, `_spaced_py` and
+# of `_Index._scan` over `_Index._ascii_occurrences`, if the build made them.
 _compiled_sentence: Callable[[str, int, int, frozenset[str]], str] | None = None
 _compiled_written: (
     Callable[[str, list[int], list[int], list[tuple[int, int]]], list[str]] | None
 ) = None
 _compiled_lower_collapsed: Callable[[str, int, int, int, list[int], list[int]], str] | None = None
+_compiled_spaced: Callable[[str, bytes, str], tuple[str, set[str]]] | None = None
 _compiled_scan_ascii: (
     Callable[
         [list[tuple[int, int, int]], list[int], list[int], bytes, bytes, str, list[int]],
@@ -73,6 +75,7 @@ with contextlib.suppress(ImportError):
     from monitor._speedups import lower_collapsed as _compiled_lower_collapsed
     from monitor._speedups import scan_ascii as _compiled_scan_ascii
     from monitor._speedups import sentence as _compiled_sentence
+    from monitor._speedups import spaced as _compiled_spaced
     from monitor._speedups import written as _compiled_written
 
 # --- normalisation -----------------------------------------------------------------------------
@@ -206,39 +209,9 @@ class _Folded:
         self, original: str, neutral: str = "", keep: frozenset[str] = frozenset()
     ) -> None:
         self.original = original
-        # A copy of the same length where every white space character and dash is a space,
-        # every apostrophe but the letter "ʼ" is "'", and `neutral` stands for the characters
-        # beyond ASCII that are no word character and not in `keep`: a `str.replace` for each
-        # such character present (C speed, a few times faster than on the UTF-8 bytes). Most
-        # texts are ASCII once their quotes and dashes are replaced, and lower-casing ASCII
-        # is many times faster too.
-        spaced = original
-        apart: set[str] = set()
-        if not original.isascii():
-            spacey, folds_apart, special = _fold_classes()
-            # The characters beyond ASCII, found in the UTF-8 bytes (ASCII bytes are never part
-            # of another character).
-            beyond_ascii = (
-                original.encode("utf-8", "surrogatepass")
-                .translate(None, _ASCII_BYTES)
-                .decode("utf-8", "surrogatepass")
-            )
-            for char in set(special.findall(beyond_ascii)):
-                if char in spacey:
-                    replacement = " "
-                elif char in _APOSTROPHES and char != "\u02bc":
-                    replacement = "'"
-                elif char in folds_apart or char > "\uffff" or char == "\u02bc":
-                    apart.add(char)
-                    continue
-                elif neutral and char not in keep:
-                    replacement = neutral
-                else:
-                    continue
-                spaced = spaced.replace(char, replacement)
-        for char in _ASCII_SPACES:
-            if char in spaced:
-                spaced = spaced.replace(char, " ")
+        # Most texts are ASCII once their quotes and dashes are replaced, and lower-casing
+        # ASCII is many times faster.
+        spaced, apart = _spaced(original, neutral, keep)
         # The spots where folding changes the length, but runs of spaces: (start, end, folded
         # form). Runs are collapsed between them (`_collapse_runs`).
         spots: list[tuple[int, int, str]] = []
@@ -302,6 +275,97 @@ class _Folded:
             # Inside a piece that folding made longer ("ß" -> "ss"): stay within the piece.
             mapped = min(mapped, self._orig_marks[index + 1])
         return mapped
+
+
+def _spaced(original: str, neutral: str, keep: frozenset[str]) -> tuple[str, set[str]]:
+    """A copy of `original` of the same length where every white space character and dash is
+    a space, every apostrophe but the letter "ʼ" is "'", and `neutral` stands for the
+    characters beyond ASCII that are no word character and not in `keep`; and the characters
+    that fold apart (`_fold_classes`, and every one beyond the Basic Multilingual Plane), left
+    as they are for `_Folded` to fold one by one."""
+    if _compiled_spaced is not None and not original.isascii():
+        return _compiled_spaced(original, _kind_table(neutral, keep), neutral)
+    return _spaced_py(original, neutral, keep)
+
+
+def _spaced_py(original: str, neutral: str, keep: frozenset[str]) -> tuple[str, set[str]]:
+    """`_spaced` in Python, the reference the compiled form agrees with: a `str.replace` for
+    each character to replace that is present (C speed, a few times faster than on the UTF-8
+    bytes), found in the characters beyond ASCII (ASCII bytes are never part of another
+    character in UTF-8)."""
+    spaced = original
+    apart: set[str] = set()
+    if not original.isascii():
+        _, _, special = _fold_classes()
+        beyond_ascii = (
+            original.encode("utf-8", "surrogatepass")
+            .translate(None, _ASCII_BYTES)
+            .decode("utf-8", "surrogatepass")
+        )
+        for char in set(special.findall(beyond_ascii)):
+            kind = _special_kind(char)
+            if kind == _SPACE:
+                replacement = " "
+            elif kind == _APOSTROPHE:
+                replacement = "'"
+            elif kind == _APART:
+                apart.add(char)
+                continue
+            elif neutral and char not in keep:
+                replacement = neutral
+            else:
+                continue
+            spaced = spaced.replace(char, replacement)
+    for char in _ASCII_SPACES:
+        if char in spaced:
+            spaced = spaced.replace(char, " ")
+    return spaced, apart
+
+
+# What `_spaced` does with a character beyond ASCII that `_fold_classes`'s pattern finds, and
+# (`_NEUTRAL`, `_PLAIN`) in a kind table of the compiled form.
+_PLAIN, _SPACE, _APOSTROPHE, _APART, _NO_WORD, _NEUTRAL = range(6)
+
+
+def _special_kind(char: str) -> int:
+    """`_SPACE`, `_APOSTROPHE`, `_APART` or `_NO_WORD`, for a character `_fold_classes`'s
+    pattern finds."""
+    spacey, folds_apart, _ = _fold_classes()
+    if char in spacey:
+        return _SPACE
+    if char in _APOSTROPHES and char != "\u02bc":
+        return _APOSTROPHE
+    if char in folds_apart or char > "\uffff" or char == "\u02bc":
+        return _APART
+    return _NO_WORD
+
+
+@functools.lru_cache(maxsize=16)
+def _kind_table(neutral: str, keep: frozenset[str]) -> bytes:
+    """For the compiled `_spaced`: what it does with each character of the Basic Multilingual
+    Plane, for this `neutral` and `keep` (`_PLAIN` where nothing: a word character, or no word
+    character kept). Every character beyond it folds apart. Built once per matcher (some ms):
+    a matcher's fields are folded with one `neutral` and `keep`."""
+    table = bytearray(_base_kind_table())
+    for char in _ASCII_SPACES:
+        table[ord(char)] = _SPACE
+    no_word = _NEUTRAL if neutral else _PLAIN
+    table = bytearray(table.translate(bytes.maketrans(bytes([_NO_WORD]), bytes([no_word]))))
+    for char in keep:
+        if char <= "\uffff" and table[ord(char)] == _NEUTRAL:
+            table[ord(char)] = _PLAIN
+    return bytes(table)
+
+
+@functools.cache
+def _base_kind_table() -> bytes:
+    """`_special_kind` of each character of the Basic Multilingual Plane beyond ASCII that
+    `_fold_classes`'s pattern finds, `_PLAIN` for the others."""
+    table = bytearray(0x10000)
+    _, _, special = _fold_classes()
+    for char in special.findall("".join(map(chr, range(0x80, 0x10000)))):
+        table[ord(char)] = _special_kind(char)
+    return bytes(table)
 
 
 def _written_py(

@@ -33,6 +33,7 @@ else:
 PIECES = [
     *"ab. .!?\"')]\n\r\t\u2028\x85\u201d\u2019\u00bbABc1D(\u201c\u2018_\u00e9\u0130\u017f\ufb06",
     *"\u00a0\u3000\u00ad\u0301\u00df\u212a\U0001d400-\u2014",
+    *"\u2013\u02bc\u2032\u2022\u2044\u00ab\U0001f642\u0643\u4e2d",
     "  ",
     "   ",
     "...",
@@ -44,6 +45,7 @@ PIECES = [
     "Sept. 28",
 ]
 texts = st.lists(st.sampled_from(PIECES), max_size=60).map("".join)
+CHARACTERS = [piece for piece in PIECES if len(piece) == 1]  # those a matcher's keywords may hold
 
 
 @st.composite
@@ -114,6 +116,20 @@ def test_lower_collapsed_is_the_python_form(case: tuple[str, int, int], fold_at:
     assert compiled.isascii() == all(ord(c) < 0x80 for c in compiled)
 
 
+@settings(max_examples=3000, deadline=None)
+@given(texts, st.sampled_from(["", "\x01"]), st.frozensets(st.sampled_from(CHARACTERS)))
+def test_spaced_is_the_python_form(text: str, neutral: str, keep: frozenset[str]) -> None:
+    kinds = rules._kind_table(neutral, keep)
+    compiled = _speedups.spaced(text, kinds, neutral)
+    assert compiled == rules._spaced_py(text, neutral, keep)
+    assert compiled[0].isascii() == all(ord(c) < 0x80 for c in compiled[0])
+
+
+def test_spaced_refuses_a_table_of_another_size() -> None:
+    with pytest.raises(ValueError, match="0x10000"):
+        _speedups.spaced("text", b"\x00" * 100, "")
+
+
 TOPICS = [
     Topic(name="places", keywords=("Pakistan*", "Balochistan", "U.S.", "China", "Karachi")),
     Topic(name="minerals", keywords=("rare earth*", "lithium", "copper", "critical mineral*")),
@@ -130,7 +146,7 @@ def matches_both_ways(
     matcher = rules.compile_topics(TOPICS)
     with_them = [matcher.match(*article) for article in articles]
     with monkeypatch.context() as patched:
-        for name in ("sentence", "written", "lower_collapsed", "scan_ascii"):
+        for name in ("sentence", "written", "lower_collapsed", "scan_ascii", "spaced"):
             patched.setattr(rules, f"_compiled_{name}", None)
         without_them = [matcher.match(*article) for article in articles]
     return with_them, without_them
