@@ -1,4 +1,4 @@
-/* Compiled forms of five pure functions of monitor/rules.py, which are the reference they
+/* Compiled forms of six pure functions of monitor/rules.py, which are the reference they
  * must agree with on every input (tests/test_speedups.py checks that they do):
  *
  *   sentence(text, start, end, titles)         is  rules._sentence_py(text, start, end)
@@ -9,6 +9,8 @@
  *                        is  rules._Index._scan over rules._Index._ascii_occurrences
  *   spaced(original, kinds, neutral)            is  rules._spaced_py(original, neutral, keep)
  *                                               with kinds = rules._kind_table(neutral, keep)
+ *   topic_words(hits, original, fold_marks, orig_marks)
+ *                                               is  rules._topic_words_py(hits, folded)
  *
  * They are the per-character and per-sentence work of matching that costs the most in Python
  * beside the automaton's scan. Built when a C compiler is there (the build is optional);
@@ -362,6 +364,7 @@ static int read_marks(PyObject *list, Py_ssize_t **marks, Py_ssize_t *count)
         Py_ssize_t value = PyLong_AsSsize_t(PyList_GET_ITEM(list, i));
         if (value == -1 && PyErr_Occurred()) {
             PyMem_Free(*marks);
+            *marks = NULL;
             return -1;
         }
         (*marks)[i] = value;
@@ -751,7 +754,193 @@ done:
     return result;
 }
 
+/* --- a topic's words ------------------------------------------------------------------------ */
+
+typedef struct {
+    Py_ssize_t start, end;
+    PyObject *text; /* borrowed from the hits */
+} Hit;
+
+static int hit_order(const void *a, const void *b)
+{
+    const Hit *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* `text` with each run of white space one space, and none at either end: rules._collapse. */
+static PyObject *collapsed(PyObject *text)
+{
+    Text t = {PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text)};
+    int clean = 1; /* white space only as single spaces inside, as most words are */
+    for (Py_ssize_t i = 0; i < t.length && clean; i++) {
+        Py_UCS4 c = at(&t, i);
+        if (Py_UNICODE_ISSPACE(c))
+            clean = c == ' ' && i > 0 && i < t.length - 1 && at(&t, i + 1) != ' ';
+    }
+    if (clean)
+        return Py_NewRef(text);
+    Py_UCS4 *chars = PyMem_New(Py_UCS4, t.length ? t.length : 1);
+    if (chars == NULL)
+        return PyErr_NoMemory();
+    Piece piece = {chars, 0};
+    one_space(&t, 0, t.length, &piece);
+    if (piece.length && piece.chars[0] == ' ') {
+        piece.chars++;
+        piece.length--;
+    }
+    if (piece.length && piece.chars[piece.length - 1] == ' ')
+        piece.length--;
+    PyObject *result = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, piece.chars, piece.length);
+    PyMem_Free(chars);
+    return result;
+}
+
+/* Reads hits, a list of (spans, written) pairs, into an array of `*count` Hits. */
+static Hit *read_hits(PyObject *hits, Py_ssize_t *count)
+{
+    *count = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(hits); i++) {
+        PyObject *pair = PyList_GET_ITEM(hits, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyList_Check(PyTuple_GET_ITEM(pair, 0)) || !PyList_Check(PyTuple_GET_ITEM(pair, 1)) ||
+            PyList_GET_SIZE(PyTuple_GET_ITEM(pair, 0)) !=
+                PyList_GET_SIZE(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "topic_words: a hit is (spans, written), lists of one length");
+            return NULL;
+        }
+        *count += PyList_GET_SIZE(PyTuple_GET_ITEM(pair, 0));
+    }
+    Hit *all = PyMem_New(Hit, *count ? *count : 1);
+    if (all == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(hits); i++) {
+        PyObject *spans = PyTuple_GET_ITEM(PyList_GET_ITEM(hits, i), 0);
+        PyObject *texts = PyTuple_GET_ITEM(PyList_GET_ITEM(hits, i), 1);
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(spans); j++, n++) {
+            PyObject *span = PyList_GET_ITEM(spans, j);
+            PyObject *text = PyList_GET_ITEM(texts, j);
+            if (!PyTuple_Check(span) || PyTuple_GET_SIZE(span) != 2 || !PyUnicode_Check(text)) {
+                PyErr_SetString(PyExc_TypeError,
+                                "topic_words: a span is (start, end), its text a str");
+                PyMem_Free(all);
+                return NULL;
+            }
+            all[n].start = PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 0));
+            all[n].end = PyLong_AsSsize_t(PyTuple_GET_ITEM(span, 1));
+            all[n].text = text;
+            if (PyErr_Occurred()) {
+                PyMem_Free(all);
+                return NULL;
+            }
+        }
+    }
+    return all;
+}
+
+/* Appends collapsed(text) to words unless a word of the same case fold is there. */
+static int add_word(PyObject *text, PyObject *words, PyObject *folds)
+{
+    PyObject *word = collapsed(text);
+    if (word == NULL)
+        return -1;
+    PyObject *fold = PyObject_CallMethod(word, "casefold", NULL);
+    int seen = fold == NULL ? -1 : PySet_Contains(folds, fold);
+    int failed = seen < 0 ||
+                 (!seen && (PySet_Add(folds, fold) < 0 || PyList_Append(words, word) < 0));
+    Py_XDECREF(fold);
+    Py_DECREF(word);
+    return failed ? -1 : 0;
+}
+
+/* (the first span, the words): rules._topic_words_py. The hits of several terms are merged in
+ * order, overlapping ones joined and their text read anew through the marks (rules._merge). */
+static PyObject *topic_words(PyObject *module, PyObject *args)
+{
+    PyObject *hits, *original, *fold_list, *orig_list;
+    if (!PyArg_ParseTuple(args, "O!UO!O!:topic_words", &PyList_Type, &hits, &original,
+                          &PyList_Type, &fold_list, &PyList_Type, &orig_list))
+        return NULL;
+    if (PyList_GET_SIZE(fold_list) != PyList_GET_SIZE(orig_list) ||
+        PyList_GET_SIZE(fold_list) == 0) {
+        PyErr_SetString(PyExc_ValueError, "topic_words: the marks differ in number or are none");
+        return NULL;
+    }
+    Py_ssize_t count;
+    Hit *all = read_hits(hits, &count);
+    if (all == NULL)
+        return NULL;
+    PyObject *result = NULL, *words = NULL, *texts = NULL, *folds = NULL;
+    Py_ssize_t *fold_marks = NULL, *orig_marks = NULL, marks = 0;
+    char *joined = PyMem_Calloc(count ? count : 1, 1);
+    if (joined == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (count == 0) {
+        PyErr_SetString(PyExc_IndexError, "topic_words: no hit");
+        goto done;
+    }
+    Py_ssize_t kept = count;
+    if (PyList_GET_SIZE(hits) > 1) { /* one term's hits are in order and never overlap */
+        qsort(all, count, sizeof(Hit), hit_order);
+        kept = 0;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (kept && all[i].start < all[kept - 1].end) {
+                if (all[i].end > all[kept - 1].end)
+                    all[kept - 1].end = all[i].end;
+                joined[kept - 1] = 1;
+            } else {
+                all[kept++] = all[i];
+            }
+        }
+    }
+    words = PyList_New(0);
+    texts = PySet_New(NULL); /* the texts added, as most repeat */
+    folds = PySet_New(NULL);
+    if (words == NULL || texts == NULL || folds == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < kept; i++) {
+        PyObject *text;
+        if (joined[i]) {
+            if (fold_marks == NULL && (read_marks(fold_list, &fold_marks, &marks) < 0 ||
+                                       read_marks(orig_list, &orig_marks, &marks) < 0))
+                goto done;
+            Py_ssize_t start = original_offset(fold_marks, orig_marks, marks, all[i].start);
+            Py_ssize_t end = original_offset(fold_marks, orig_marks, marks, all[i].end);
+            PySlice_AdjustIndices(PyUnicode_GET_LENGTH(original), &start, &end, 1);
+            text = PyUnicode_Substring(original, start, end);
+        } else {
+            text = Py_NewRef(all[i].text);
+        }
+        int repeated = text == NULL ? -1 : PySet_Contains(texts, text);
+        int failed = repeated < 0 ||
+                     (!repeated && (PySet_Add(texts, text) < 0 || add_word(text, words, folds) < 0));
+        Py_XDECREF(text);
+        if (failed)
+            goto done;
+    }
+    result = Py_BuildValue("((nn)N)", all[0].start, all[0].end, PyList_AsTuple(words));
+done:
+    Py_XDECREF(words);
+    Py_XDECREF(texts);
+    Py_XDECREF(folds);
+    PyMem_Free(fold_marks);
+    PyMem_Free(orig_marks);
+    PyMem_Free(joined);
+    PyMem_Free(all);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"topic_words", topic_words, METH_VARARGS,
+     "topic_words(hits, original, fold_marks, orig_marks) -> rules._topic_words_py(hits, folded) "
+     "of the folded text with that original and those marks."},
     {"spaced", spaced, METH_VARARGS,
      "spaced(original, kinds, neutral) -> rules._spaced_py(original, neutral, keep), with kinds "
      "= rules._kind_table(neutral, keep)."},

@@ -1,4 +1,4 @@
-# The compiled forms of five pure functions of monitor/rules.py (see _speedups.c).
+# The compiled forms of six pure functions of monitor/rules.py (see _speedups.c).
 
 def sentence(text: str, start: int, end: int, titles: frozenset[str]) -> str: ...
 def written(
@@ -17,3 +17,9 @@ def scan_ascii(
     ends: list[int],
 ) -> list[dict[int, list[tuple[int, int, bool]]]]: ...
 def spaced(original: str, kinds: bytes, neutral: str) -> tuple[str, set[str]]: ...
+def topic_words(
+    hits: list[tuple[list[tuple[int, int]], list[str]]],
+    original: str,
+    fold_marks: list[int],
+    orig_marks: list[int],
+) -> tuple[tuple[int, int], tuple[str, ...]]: ...

@@ -34,8 +34,9 @@ Where the project was built with a C compiler, `monitor/_speedups.c` does the wo
 most in Python beside the automaton: the copy of a text with its spaces, dashes, apostrophes
 and other signs replaced (`_spaced`), lower-casing and collapsing runs of spaces
 (`_lower_collapsed`), sorting the scan's occurrences into fields (`_Index.scan` of ASCII text),
-mapping hits back to the written text (`_Folded.written`) and finding each reported sentence
-(`_sentence`). Else the Python forms here do it, with the same results (tests/test_speedups.py).
+mapping hits back to the written text (`_Folded.written`), merging a topic's hits into its
+words (`_topic_match`) and finding each reported sentence (`_sentence`). Else the Python forms
+here do it, with the same results (tests/test_speedups.py).
 """
 
 from __future__ import annotations
@@ -56,14 +57,22 @@ import ahocorasick_rs
 from monitor import models
 from monitor.errors import QueryError
 
-# The compiled forms of `_sentence_py`, `_written_py`, `_lower_collapsed_py`, `_spaced_py` and
-# of `_Index._scan` over `_Index._ascii_occurrences`, if the build made them.
+# The compiled forms of `_sentence_py`, `_written_py`, `_lower_collapsed_py`, `_spaced_py`,
+# `_topic_words_py` and of `_Index._scan` over `_Index._ascii_occurrences`, if the build made
+# them.
 _compiled_sentence: Callable[[str, int, int, frozenset[str]], str] | None = None
 _compiled_written: (
     Callable[[str, list[int], list[int], list[tuple[int, int]]], list[str]] | None
 ) = None
 _compiled_lower_collapsed: Callable[[str, int, int, int, list[int], list[int]], str] | None = None
 _compiled_spaced: Callable[[str, bytes, str], tuple[str, set[str]]] | None = None
+_compiled_topic_words: (
+    Callable[
+        [list[tuple[list[tuple[int, int]], list[str]]], str, list[int], list[int]],
+        tuple[tuple[int, int], tuple[str, ...]],
+    ]
+    | None
+) = None
 _compiled_scan_ascii: (
     Callable[
         [list[tuple[int, int, int]], list[int], list[int], bytes, bytes, str, list[int]],
@@ -76,6 +85,7 @@ with contextlib.suppress(ImportError):
     from monitor._speedups import scan_ascii as _compiled_scan_ascii
     from monitor._speedups import sentence as _compiled_sentence
     from monitor._speedups import spaced as _compiled_spaced
+    from monitor._speedups import topic_words as _compiled_topic_words
     from monitor._speedups import written as _compiled_written
 
 # --- normalisation -----------------------------------------------------------------------------
@@ -1039,9 +1049,22 @@ class Matcher:
 
 
 def _topic_match(name: str, hits: list[_Hits], article: _Article) -> models.TopicMatch:
-    """The match of a topic shown by `hits`, those of each of its terms. In the joined text,
-    the order of offsets is the order a match is reported in: body text, summary, title."""
-    spans, written = hits[0] if len(hits) == 1 else _merge(hits, article)
+    """The match of a topic shown by `hits`, those of each of its terms."""
+    folded = article.folded
+    if _compiled_topic_words is not None:
+        first, words = _compiled_topic_words(
+            hits, folded.original, folded._fold_marks, folded._orig_marks
+        )
+    else:
+        first, words = _topic_words_py(hits, folded)
+    return models.TopicMatch(topic=name, words=words, sentence=article.sentence(first))
+
+
+def _topic_words_py(hits: list[_Hits], folded: _Folded) -> tuple[tuple[int, int], tuple[str, ...]]:
+    """The first hit of a topic's terms and the words they found, repeats dropped whatever their
+    case. In the joined text, the order of offsets is the order a match is reported in: body
+    text, summary, title. The reference the compiled form agrees with."""
+    spans, written = hits[0] if len(hits) == 1 else _merge(hits, folded)
     words: list[str] = []
     seen: set[str] = set()
     for text in dict.fromkeys(written):  # without repeats, as most are
@@ -1049,10 +1072,10 @@ def _topic_match(name: str, hits: list[_Hits], article: _Article) -> models.Topi
         if word.casefold() not in seen:
             seen.add(word.casefold())
             words.append(word)
-    return models.TopicMatch(topic=name, words=tuple(words), sentence=article.sentence(spans[0]))
+    return spans[0], tuple(words)
 
 
-def _merge(hits: list[_Hits], article: _Article) -> _Hits:
+def _merge(hits: list[_Hits], folded: _Folded) -> _Hits:
     """The hits of several terms in order, overlapping ones joined (`rare earth` inside
     `rare earths`) and their text read anew."""
     spans: list[tuple[int, int]] = []
@@ -1071,7 +1094,7 @@ def _merge(hits: list[_Hits], article: _Article) -> _Hits:
             spans.append((start, end))
             written.append(text)
     for at in joined:
-        written[at] = _written_at(article.folded, *spans[at])
+        written[at] = _written_at(folded, *spans[at])
     return spans, written
 
 

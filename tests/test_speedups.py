@@ -130,6 +130,32 @@ def test_spaced_refuses_a_table_of_another_size() -> None:
         _speedups.spaced("text", b"\x00" * 100, "")
 
 
+@st.composite
+def folded_and_hits(draw: st.DrawFn) -> tuple[rules._Folded, list[rules._Hits]]:
+    """A folded text and the hits of one to four terms in it: each term's spans in order and
+    apart, as a term's are; different terms' may overlap, nest or repeat."""
+    folded = rules._Folded(draw(texts))
+    length = len(folded.folded)
+    hits: list[rules._Hits] = []
+    for _ in range(draw(st.integers(1, 4))):
+        ends = sorted(draw(st.lists(st.integers(0, length), max_size=10, unique=True)))
+        spans = [(ends[i], ends[i + 1]) for i in range(0, len(ends) - 1, 2)]
+        hits.append((spans, folded.written(spans)))
+    if not any(spans for spans, _ in hits):
+        hits[0] = ([(0, length)], folded.written([(0, length)]))
+    return folded, hits
+
+
+@settings(max_examples=3000, deadline=None)
+@given(folded_and_hits())
+def test_topic_words_is_the_python_form(case: tuple[rules._Folded, list[rules._Hits]]) -> None:
+    folded, hits = case
+    marks = folded._fold_marks, folded._orig_marks
+    assert _speedups.topic_words(hits, folded.original, *marks) == rules._topic_words_py(
+        hits, folded
+    )
+
+
 TOPICS = [
     Topic(name="places", keywords=("Pakistan*", "Balochistan", "U.S.", "China", "Karachi")),
     Topic(name="minerals", keywords=("rare earth*", "lithium", "copper", "critical mineral*")),
@@ -146,7 +172,14 @@ def matches_both_ways(
     matcher = rules.compile_topics(TOPICS)
     with_them = [matcher.match(*article) for article in articles]
     with monkeypatch.context() as patched:
-        for name in ("sentence", "written", "lower_collapsed", "scan_ascii", "spaced"):
+        for name in (
+            "sentence",
+            "written",
+            "lower_collapsed",
+            "scan_ascii",
+            "spaced",
+            "topic_words",
+        ):
             patched.setattr(rules, f"_compiled_{name}", None)
         without_them = [matcher.match(*article) for article in articles]
     return with_them, without_them
