@@ -198,6 +198,16 @@ _URI = re.compile(r"^(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(
 # Leading and trailing C0 controls and spaces are stripped, and tabs and newlines removed, as
 # browsers do with the href of a link (WHATWG URL standard).
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
+# The most common form of an http(s) URL, in which canonical_url runs for every entry of a changed
+# feed: a lower-case host of plain labels (not "www." or "amp."), maybe a port (no leading 0),
+# segments of characters that percent-encoding leaves alone (no ";", no dot segment, no empty
+# one), no query or fragment. Such a URL is its own canonical form once `_is_plain` has checked
+# what a pattern cannot, and needs no parsing.
+_PLAIN_SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.~!$&'()*+,=:@-]+"
+_PLAIN_URL = re.compile(
+    r"(https?)://((?!www\.|amp\.)[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?::([1-9][0-9]{0,4}))?"
+    rf"/(?:{_PLAIN_SEGMENT}(?:/{_PLAIN_SEGMENT})*)?"
+)
 _TAB_AND_NEWLINE = re.compile(r"[\t\n\r]")
 _LABEL = re.compile(r"[a-z0-9_-]{1,63}")
 _PORT = re.compile(r"[0-9]+")
@@ -235,7 +245,25 @@ def canonical_url(url: str, base: str | None = None) -> str:
     Raises UrlError when the result is not a usable http(s) URL: another scheme (javascript:,
     data:, mailto:, ...), a relative URL without a base, no host, a malformed host or port.
     """
+    if base is None and _is_plain(url):
+        return url
     return str(_canonical(url, base))
+
+
+def _is_plain(url: str) -> bool:
+    """Whether `url` is a plain URL (`_PLAIN_URL`) that is its own canonical form: what the
+    pattern cannot say checked too (the host's length, the port, AMP forms)."""
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is None:
+        return False
+    scheme, host, port = plain.groups()
+    if len(host) > _MAX_HOST_LENGTH or "ampproject" in host or "google" in host:
+        return False  # the AMP wrappers are unwrapped (`_unwrap_amp_cache`)
+    if port is not None and (int(port) > 0xFFFF or int(port) == _DEFAULT_PORTS[scheme]):
+        return False
+    path = url[plain.end(3 if port is not None else 2) + 1 :].lower()
+    first, last = path.partition("/")[0], path.rpartition("/")[2]
+    return "amp" not in (first, last) and not last.endswith((".amp", ".amp.html"))
 
 
 def is_article_link(url: str) -> bool:

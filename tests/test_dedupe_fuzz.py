@@ -84,6 +84,41 @@ def test_urlish_strings_against_a_base(url: str, base: str) -> None:
     canonical_or_rejected(url, base)
 
 
+# Plain URLs (see dedupe._PLAIN_URL) and their near misses: hosts to strip or unwrap, default
+# and out-of-range ports, AMP and dot segments, empty segments, ";".
+PLAINISH = (
+    r"\Ahttps?://((www\.|amp\.)?[a-z0-9_-]{1,5}(\.(com|pk)){0,2}|google\.com|google\.co\.uk"
+    r"|[a-z]{1,3}\.cdn\.ampproject\.org)(:(0|80|443|8080|65535|65536|99999))?"
+    r"(/(amp|AMP|\.|\.\.|x\.amp|y\.AMP\.html|\.amp|[A-Za-z0-9_.~!$&'()*+,=:@-]{1,6}|;|[cv]|s"
+    r"|x\.com)){0,5}"
+    r"/?\Z"
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.from_regex(PLAINISH) | st.from_regex(URLISH))
+def test_plain_urls_skip_parsing_only_when_the_parse_would_give_them_back(url: str) -> None:
+    try:
+        parsed: str | None = str(dedupe._canonical(url, None))
+    except UrlError:
+        parsed = None
+    if dedupe._is_plain(url):
+        assert parsed == url
+        assert canonical_url(url) == url
+
+
+def test_common_links_are_plain() -> None:
+    for url in [
+        "https://dawn.com/",
+        "https://www.dawn.com/news/1920349",  # "www." goes: not plain
+        "http://127.0.0.2:8081/news/3/12-pakistan-signs-minerals-deal",
+        "https://tribune.com.pk/story/2539011/pakistan-us-sign-500m-deal",
+        "https://example.org/a/b.html",
+    ]:
+        assert dedupe._is_plain(url) == ("www." not in url)
+        assert canonical_url(url) == str(dedupe._canonical(url, None))
+
+
 @FUZZ
 @given(urls())
 def test_valid_urls_are_accepted(url: str) -> None:
