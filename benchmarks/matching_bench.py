@@ -45,7 +45,11 @@ monitor/_speedups.c (built by pip where there is a C compiler; without one, rule
 Python forms, which its tests compare it with): lower-casing with runs of spaces collapsed, the
 ASCII scan's occurrences sorted into fields, hits mapped back to the written text, and each
 reported sentence. 385 M -> 270 M instructions a pass, 42 -> 31 ms, 10.9-11.1x -> 15.3-15.6x in
-the same conditions. Where the rest goes: see benchmarks/README.md, "Findings still open".
+the same conditions. Then (2026-12-07, second session) the rest of the fold's work on text
+beyond ASCII (the spaced copy: spaces, dashes, apostrophes and other signs replaced) and the
+merging of a topic's hits into its words went there too: 265 M -> 206 M instructions a pass,
+14.0-14.7x -> 16.9-18.7x on a machine whose `in` loop took ~507 ms. Where the rest goes: see
+benchmarks/README.md, "Findings still open".
 """
 
 from __future__ import annotations
