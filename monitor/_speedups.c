@@ -692,7 +692,7 @@ enum { PLAIN, SPACE, APOSTROPHE, APART, NO_WORD, NEUTRAL };
                 int failed = char_ == NULL || PySet_Add(apart, char_) < 0;                     \
                 Py_XDECREF(char_);                                                             \
                 if (failed)                                                                    \
-                    goto failed;                                                               \
+                    goto done;                                                                 \
                 last_apart = c;                                                                \
             }                                                                                  \
             changed |= replacement != c;                                                       \
@@ -720,7 +720,7 @@ static PyObject *spaced(PyObject *module, PyObject *args)
     }
     Py_UCS4 neutral_char = PyUnicode_GET_LENGTH(neutral) ? PyUnicode_READ_CHAR(neutral, 0) : 0;
     apart = PySet_New(NULL);
-    out = PyMem_Malloc(sizeof(Py_UCS4) * (length ? length : 1));
+    out = PyMem_New(Py_UCS4, length ? length : 1);
     if (apart == NULL || out == NULL) {
         if (out == NULL)
             PyErr_NoMemory();
@@ -743,9 +743,6 @@ static PyObject *spaced(PyObject *module, PyObject *args)
                    : Py_NewRef(original);
     if (copy != NULL)
         result = PyTuple_Pack(2, copy, apart);
-    goto done;
-failed:
-    Py_CLEAR(result);
 done:
     Py_XDECREF(copy);
     Py_XDECREF(apart);
@@ -758,15 +755,21 @@ done:
 
 typedef struct {
     Py_ssize_t start, end;
-    PyObject *text; /* borrowed from the hits */
+    /* Borrowed from the hits: an exact str, whose hashing, comparing and case folding run no
+     * Python code that could change the hits meanwhile. */
+    PyObject *text;
 } Hit;
 
+/* By span, then by text, as Python sorts (span, text) pairs. Comparing two exact str runs no
+ * Python code and cannot fail. */
 static int hit_order(const void *a, const void *b)
 {
     const Hit *x = a, *y = b;
     if (x->start != y->start)
         return x->start < y->start ? -1 : 1;
-    return x->end < y->end ? -1 : x->end > y->end;
+    if (x->end != y->end)
+        return x->end < y->end ? -1 : 1;
+    return PyUnicode_Compare(x->text, y->text);
 }
 
 /* `text` with each run of white space one space, and none at either end: rules._collapse. */
@@ -807,7 +810,7 @@ static Hit *read_hits(PyObject *hits, Py_ssize_t *count)
             !PyList_Check(PyTuple_GET_ITEM(pair, 0)) || !PyList_Check(PyTuple_GET_ITEM(pair, 1)) ||
             PyList_GET_SIZE(PyTuple_GET_ITEM(pair, 0)) !=
                 PyList_GET_SIZE(PyTuple_GET_ITEM(pair, 1))) {
-            PyErr_SetString(PyExc_TypeError,
+            PyErr_SetString(PyExc_ValueError,
                             "topic_words: a hit is (spans, written), lists of one length");
             return NULL;
         }
@@ -825,7 +828,8 @@ static Hit *read_hits(PyObject *hits, Py_ssize_t *count)
         for (Py_ssize_t j = 0; j < PyList_GET_SIZE(spans); j++, n++) {
             PyObject *span = PyList_GET_ITEM(spans, j);
             PyObject *text = PyList_GET_ITEM(texts, j);
-            if (!PyTuple_Check(span) || PyTuple_GET_SIZE(span) != 2 || !PyUnicode_Check(text)) {
+            if (!PyTuple_Check(span) || PyTuple_GET_SIZE(span) != 2 ||
+                !PyUnicode_CheckExact(text)) {
                 PyErr_SetString(PyExc_TypeError,
                                 "topic_words: a span is (start, end), its text a str");
                 PyMem_Free(all);

@@ -200,9 +200,9 @@ _URI = re.compile(r"^(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 # The most common form of an http(s) URL, in which canonical_url runs for every entry of a changed
 # feed: a lower-case host of plain labels (not "www." or "amp."), maybe a port (no leading 0),
-# segments of characters that percent-encoding leaves alone (no ";", no dot segment, no empty
-# one), no query or fragment. Such a URL is its own canonical form once `_is_plain` has checked
-# what a pattern cannot, and needs no parsing.
+# segments of characters that percent-encoding leaves alone (but ";", which may start a
+# ";jsessionid" to drop; no dot segment, no empty one), no query or fragment. Such a URL is its
+# own canonical form once `_is_plain` has checked what a pattern cannot, and needs no parsing.
 _PLAIN_SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.~!$&'()*+,=:@-]+"
 _PLAIN_URL = re.compile(
     r"(https?)://((?!www\.|amp\.)[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)(?::([1-9][0-9]{0,4}))?"

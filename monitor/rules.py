@@ -354,8 +354,14 @@ def _special_kind(char: str) -> int:
 def _kind_table(neutral: str, keep: frozenset[str]) -> bytes:
     """For the compiled `_spaced`: what it does with each character of the Basic Multilingual
     Plane, for this `neutral` and `keep` (`_PLAIN` where nothing: a word character, or no word
-    character kept). Every character beyond it folds apart. Built once per matcher (some ms):
-    a matcher's fields are folded with one `neutral` and `keep`."""
+    character kept). Every character beyond it folds apart. Cached: a matcher folds all its
+    articles with one `neutral` and `keep`, and a table takes ~0.1 ms once `_base_kind_table`
+    has been built (~10 ms, once per process).
+
+    `neutral` is none or one of `_SEPARATORS`, as `_Index` chooses it: one that `_spaced_py`
+    itself would replace again (a space or dash) would make the two differ."""
+    if neutral and (len(neutral) != 1 or neutral not in _SEPARATORS):
+        raise ValueError(f"not a neutral character: {neutral!r}")
     table = bytearray(_base_kind_table())
     for char in _ASCII_SPACES:
         table[ord(char)] = _SPACE
@@ -1061,9 +1067,10 @@ def _topic_match(name: str, hits: list[_Hits], article: _Article) -> models.Topi
 
 
 def _topic_words_py(hits: list[_Hits], folded: _Folded) -> tuple[tuple[int, int], tuple[str, ...]]:
-    """The first hit of a topic's terms and the words they found, repeats dropped whatever their
-    case. In the joined text, the order of offsets is the order a match is reported in: body
-    text, summary, title. The reference the compiled form agrees with."""
+    """The first span of a topic's terms' hits (joined with those it overlaps) and the words
+    they found, repeats dropped whatever their case. In the joined text, the order of offsets
+    is the order a match is reported in: body text, summary, title. The reference the compiled
+    form agrees with."""
     spans, written = hits[0] if len(hits) == 1 else _merge(hits, folded)
     words: list[str] = []
     seen: set[str] = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import urls
@@ -117,6 +118,15 @@ def test_common_links_are_plain() -> None:
     ]:
         assert dedupe._is_plain(url) == ("www." not in url)
         assert canonical_url(url) == str(dedupe._canonical(url, None))
+    # At the limits of a host: labels of 63 characters and hosts of 253 are plain; longer
+    # ones are left to the full parse, which refuses them.
+    label = "a" * 63
+    longest = ".".join([label, label, label, "a" * 61])
+    assert len(longest) == 253 and dedupe._is_plain(f"https://{longest}/x")
+    for host in (f"{label}a.com", f"{longest}a", f"{longest}.b"):
+        assert not dedupe._is_plain(f"https://{host}/x")
+        with pytest.raises(UrlError):
+            canonical_url(f"https://{host}/x")
 
 
 @FUZZ

@@ -125,6 +125,42 @@ def test_spaced_is_the_python_form(text: str, neutral: str, keep: frozenset[str]
     assert compiled[0].isascii() == all(ord(c) < 0x80 for c in compiled[0])
 
 
+def test_spaced_is_the_python_form_on_every_character() -> None:
+    # Every character of the Basic Multilingual Plane (lone surrogates too) and some beyond it,
+    # each between letters, with and without a neutral, with and without being kept.
+    characters = [*map(chr, range(0x10000)), "\U0001f642", "\U0001d400", "\U00020000"]
+    text = "a".join(characters)
+    kept = frozenset(characters[::7])
+    for neutral in ("", "\x01", "\x7f"):
+        for keep in (frozenset(), kept):
+            compiled = _speedups.spaced(text, rules._kind_table(neutral, keep), neutral)
+            assert compiled == rules._spaced_py(text, neutral, keep)
+
+
+def test_a_neutral_that_spacing_would_replace_again_is_refused() -> None:
+    for neutral in ("-", " ", "\t", "\u00a0", "ab"):
+        with pytest.raises(ValueError, match="not a neutral character"):
+            rules._kind_table(neutral, frozenset())
+
+
+def test_rules_uses_every_compiled_form() -> None:
+    # A build from older sources lacks the newer functions; rules.py would then run some of
+    # them in Python, correctly but slower, and nothing else would say so.
+    for name in COMPILED:
+        assert getattr(rules, f"_compiled_{name}") is getattr(_speedups, name), name
+
+
+def test_topic_words_takes_exact_strings_only() -> None:
+    # Hashing or case-folding a str subclass could run Python code that changes the hits while
+    # the compiled form reads them.
+    class Text(str):
+        pass
+
+    folded = rules._Folded("rare earths")
+    with pytest.raises(TypeError, match="its text a str"):
+        _speedups.topic_words([([(0, 4)], [Text("rare")])], folded.original, [0], [0])
+
+
 def test_spaced_refuses_a_table_of_another_size() -> None:
     with pytest.raises(ValueError, match="0x10000"):
         _speedups.spaced("text", b"\x00" * 100, "")
@@ -156,6 +192,7 @@ def test_topic_words_is_the_python_form(case: tuple[rules._Folded, list[rules._H
     )
 
 
+COMPILED = ("sentence", "written", "lower_collapsed", "scan_ascii", "spaced", "topic_words")
 TOPICS = [
     Topic(name="places", keywords=("Pakistan*", "Balochistan", "U.S.", "China", "Karachi")),
     Topic(name="minerals", keywords=("rare earth*", "lithium", "copper", "critical mineral*")),
@@ -172,14 +209,7 @@ def matches_both_ways(
     matcher = rules.compile_topics(TOPICS)
     with_them = [matcher.match(*article) for article in articles]
     with monkeypatch.context() as patched:
-        for name in (
-            "sentence",
-            "written",
-            "lower_collapsed",
-            "scan_ascii",
-            "spaced",
-            "topic_words",
-        ):
+        for name in COMPILED:
             patched.setattr(rules, f"_compiled_{name}", None)
         without_them = [matcher.match(*article) for article in articles]
     return with_them, without_them
