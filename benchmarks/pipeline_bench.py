@@ -64,7 +64,7 @@ from tests.world import KEYWORDS, Story, days_ago, paragraphs_of, rss_feed, writ
 
 OUTLETS = 8
 DELAY = 0.100  # seconds the server adds to every request
-PASSES = 4  # of each kind, alternating; fewer (at least MIN_PASSES) once past PASS_BUDGET
+PASSES = 6  # of each kind, alternating; fewer (at least MIN_PASSES) once past PASS_BUDGET
 MIN_PASSES = 2
 PASS_BUDGET = 60.0  # seconds for all passes, so the script stays within 2 minutes when loaded
 NAIVE_OUTLETS = 3  # the naive loop reads this many of the outlets (all their articles), once
