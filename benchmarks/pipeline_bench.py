@@ -367,11 +367,11 @@ def main() -> None:
     # The extraction workers also fingerprint each page's text (`extract_for_storing`), which
     # bare extraction does not: timed here, in this process, over the texts stored.
     stored_texts = [text for text in run.last.texts.values() if text]
-    started = time.process_time()
+    cpu_before = time.process_time()
     for text in stored_texts:
         if (fingerprint := text_fingerprint(text)) is not None:
             fingerprint.bands()
-    fingerprint_cpu = (time.process_time() - started) / max(len(stored_texts), 1) * 1000
+    fingerprint_cpu = (time.process_time() - cpu_before) / max(len(stored_texts), 1) * 1000
     detail(
         f"CPU per article (median pass, noise-robust): extraction {extraction_cpu:.1f} ms in the "
         f"workers, and {fingerprint_cpu:.1f} ms more there to fingerprint its text; end-to-end "
