@@ -393,24 +393,61 @@ static Py_ssize_t original_offset(const Py_ssize_t *fold_marks, const Py_ssize_t
     return mapped;
 }
 
+/* A folded text's marks (_Folded._fold_marks and _orig_marks) as C integers. */
+typedef struct {
+    Py_ssize_t *fold, *orig, count;
+} Marks;
+
+/* 0 when the two lists of marks are as many and not none; else -1, with a ValueError that
+ * names `caller`. */
+static int marks_agree(PyObject *fold_list, PyObject *orig_list, const char *caller)
+{
+    if (PyList_GET_SIZE(fold_list) == PyList_GET_SIZE(orig_list) && PyList_GET_SIZE(fold_list))
+        return 0;
+    PyErr_Format(PyExc_ValueError, "%s: the marks differ in number or are none", caller);
+    return -1;
+}
+
+static void free_marks(Marks *marks)
+{
+    PyMem_Free(marks->fold);
+    PyMem_Free(marks->orig);
+    marks->fold = marks->orig = NULL;
+}
+
+/* Both lists of marks (checked by marks_agree) into `marks`; -1 on error, nothing held. */
+static int read_both_marks(PyObject *fold_list, PyObject *orig_list, Marks *marks)
+{
+    marks->fold = marks->orig = NULL;
+    if (read_marks(fold_list, &marks->fold, &marks->count) < 0 ||
+        read_marks(orig_list, &marks->orig, &marks->count) < 0) {
+        free_marks(marks);
+        return -1;
+    }
+    return 0;
+}
+
+/* The written text of the folded span [start, end): original[start':end'] of their original
+ * offsets, clamped as a slice is. */
+static PyObject *written_span(PyObject *original, const Marks *marks, Py_ssize_t start,
+                              Py_ssize_t end)
+{
+    start = original_offset(marks->fold, marks->orig, marks->count, start);
+    end = original_offset(marks->fold, marks->orig, marks->count, end);
+    PySlice_AdjustIndices(PyUnicode_GET_LENGTH(original), &start, &end, 1);
+    return PyUnicode_Substring(original, start, end);
+}
+
 static PyObject *written(PyObject *module, PyObject *args)
 {
     PyObject *original, *fold_list, *orig_list, *spans;
     if (!PyArg_ParseTuple(args, "UO!O!O!:written", &original, &PyList_Type, &fold_list,
                           &PyList_Type, &orig_list, &PyList_Type, &spans))
         return NULL;
-    if (PyList_GET_SIZE(fold_list) != PyList_GET_SIZE(orig_list) ||
-        PyList_GET_SIZE(fold_list) == 0) {
-        PyErr_SetString(PyExc_ValueError, "written: the marks differ in number or are none");
+    Marks marks;
+    if (marks_agree(fold_list, orig_list, "written") < 0 ||
+        read_both_marks(fold_list, orig_list, &marks) < 0)
         return NULL;
-    }
-    Py_ssize_t *fold_marks, *orig_marks, count;
-    if (read_marks(fold_list, &fold_marks, &count) < 0)
-        return NULL;
-    if (read_marks(orig_list, &orig_marks, &count) < 0) {
-        PyMem_Free(fold_marks);
-        return NULL;
-    }
     Py_ssize_t n = PyList_GET_SIZE(spans);
     PyObject *result = PyList_New(n);
     for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
@@ -426,19 +463,14 @@ static PyObject *written(PyObject *module, PyObject *args)
             Py_CLEAR(result);
             break;
         }
-        start = original_offset(fold_marks, orig_marks, count, start);
-        end = original_offset(fold_marks, orig_marks, count, end);
-        /* original[start:end], clamped as a slice is */
-        PySlice_AdjustIndices(PyUnicode_GET_LENGTH(original), &start, &end, 1);
-        PyObject *piece = PyUnicode_Substring(original, start, end);
+        PyObject *piece = written_span(original, &marks, start, end);
         if (piece == NULL) {
             Py_CLEAR(result);
             break;
         }
         PyList_SET_ITEM(result, i, piece);
     }
-    PyMem_Free(fold_marks);
-    PyMem_Free(orig_marks);
+    free_marks(&marks);
     return result;
 }
 
@@ -870,17 +902,14 @@ static PyObject *topic_words(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!UO!O!:topic_words", &PyList_Type, &hits, &original,
                           &PyList_Type, &fold_list, &PyList_Type, &orig_list))
         return NULL;
-    if (PyList_GET_SIZE(fold_list) != PyList_GET_SIZE(orig_list) ||
-        PyList_GET_SIZE(fold_list) == 0) {
-        PyErr_SetString(PyExc_ValueError, "topic_words: the marks differ in number or are none");
+    if (marks_agree(fold_list, orig_list, "topic_words") < 0)
         return NULL;
-    }
     Py_ssize_t count;
     Hit *all = read_hits(hits, &count);
     if (all == NULL)
         return NULL;
     PyObject *result = NULL, *words = NULL, *texts = NULL, *folds = NULL;
-    Py_ssize_t *fold_marks = NULL, *orig_marks = NULL, marks = 0;
+    Marks marks = {NULL, NULL, 0}; /* read at the first joined span */
     char *joined = PyMem_Calloc(count ? count : 1, 1);
     if (joined == NULL) {
         PyErr_NoMemory();
@@ -912,13 +941,9 @@ static PyObject *topic_words(PyObject *module, PyObject *args)
     for (Py_ssize_t i = 0; i < kept; i++) {
         PyObject *text;
         if (joined[i]) {
-            if (fold_marks == NULL && (read_marks(fold_list, &fold_marks, &marks) < 0 ||
-                                       read_marks(orig_list, &orig_marks, &marks) < 0))
+            if (marks.fold == NULL && read_both_marks(fold_list, orig_list, &marks) < 0)
                 goto done;
-            Py_ssize_t start = original_offset(fold_marks, orig_marks, marks, all[i].start);
-            Py_ssize_t end = original_offset(fold_marks, orig_marks, marks, all[i].end);
-            PySlice_AdjustIndices(PyUnicode_GET_LENGTH(original), &start, &end, 1);
-            text = PyUnicode_Substring(original, start, end);
+            text = written_span(original, &marks, all[i].start, all[i].end);
         } else {
             text = Py_NewRef(all[i].text);
         }
@@ -934,8 +959,7 @@ done:
     Py_XDECREF(words);
     Py_XDECREF(texts);
     Py_XDECREF(folds);
-    PyMem_Free(fold_marks);
-    PyMem_Free(orig_marks);
+    free_marks(&marks);
     PyMem_Free(joined);
     PyMem_Free(all);
     return result;
