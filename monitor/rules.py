@@ -362,11 +362,8 @@ def _kind_table(neutral: str, keep: frozenset[str]) -> bytes:
     itself would replace again (a space or dash) would make the two differ."""
     if neutral and (len(neutral) != 1 or neutral not in _SEPARATORS):
         raise ValueError(f"not a neutral character: {neutral!r}")
-    table = bytearray(_base_kind_table())
-    for char in _ASCII_SPACES:
-        table[ord(char)] = _SPACE
-    no_word = _NEUTRAL if neutral else _PLAIN
-    table = bytearray(table.translate(bytes.maketrans(bytes([_NO_WORD]), bytes([no_word]))))
+    no_word = bytes([_NEUTRAL if neutral else _PLAIN])
+    table = bytearray(_base_kind_table().translate(bytes.maketrans(bytes([_NO_WORD]), no_word)))
     for char in keep:
         if char <= "\uffff" and table[ord(char)] == _NEUTRAL:
             table[ord(char)] = _PLAIN
@@ -375,9 +372,12 @@ def _kind_table(neutral: str, keep: frozenset[str]) -> bytes:
 
 @functools.cache
 def _base_kind_table() -> bytes:
-    """`_special_kind` of each character of the Basic Multilingual Plane beyond ASCII that
-    `_fold_classes`'s pattern finds, `_PLAIN` for the others."""
+    """What `_spaced` does with each character of the Basic Multilingual Plane whatever the
+    `neutral` and `keep`: `_SPACE` for the white space and dashes of ASCII, `_special_kind` of
+    the characters beyond ASCII that `_fold_classes`'s pattern finds, `_PLAIN` for the others."""
     table = bytearray(0x10000)
+    for char in _ASCII_SPACES:
+        table[ord(char)] = _SPACE
     _, _, special = _fold_classes()
     for char in special.findall("".join(map(chr, range(0x80, 0x10000)))):
         table[ord(char)] = _special_kind(char)
