@@ -241,6 +241,21 @@ static void one_space(const Text *t, Py_ssize_t from, Py_ssize_t to, Piece *piec
     piece->length = n;
 }
 
+/* str.lstrip() and str.rstrip() of a piece after one_space: at most one space at each end. */
+static void lstrip_space(Piece *piece)
+{
+    if (piece->length && piece->chars[0] == ' ') {
+        piece->chars++;
+        piece->length--;
+    }
+}
+
+static void rstrip_space(Piece *piece)
+{
+    if (piece->length && piece->chars[piece->length - 1] == ' ')
+        piece->length--;
+}
+
 static Py_ssize_t find_space(const Py_UCS4 *chars, Py_ssize_t from, Py_ssize_t to)
 {
     for (Py_ssize_t i = from; i < to; i++)
@@ -326,22 +341,14 @@ static PyObject *sentence(PyObject *module, PyObject *args)
         return PyErr_NoMemory();
     Piece before = {buffer, 0}, hit, after;
     one_space(&t, first, start, &before);
-    if (before.length && before.chars[0] == ' ') { /* .lstrip() */
-        before.chars++;
-        before.length--;
-    }
+    lstrip_space(&before);
     hit.chars = before.chars + before.length;
     one_space(&t, start, end, &hit);
-    if (hit.length && hit.chars[0] == ' ') { /* .strip() */
-        hit.chars++;
-        hit.length--;
-    }
-    if (hit.length && hit.chars[hit.length - 1] == ' ')
-        hit.length--;
+    lstrip_space(&hit);
+    rstrip_space(&hit);
     after.chars = hit.chars + hit.length;
     one_space(&t, end, last, &after);
-    if (after.length && after.chars[after.length - 1] == ' ') /* .rstrip() */
-        after.length--;
+    rstrip_space(&after);
     Py_UCS4 *out = buffer + span;
     Py_ssize_t length = clip(&before, &hit, &after, out);
     PyObject *result = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, out, length);
@@ -821,12 +828,8 @@ static PyObject *collapsed(PyObject *text)
         return PyErr_NoMemory();
     Piece piece = {chars, 0};
     one_space(&t, 0, t.length, &piece);
-    if (piece.length && piece.chars[0] == ' ') {
-        piece.chars++;
-        piece.length--;
-    }
-    if (piece.length && piece.chars[piece.length - 1] == ' ')
-        piece.length--;
+    lstrip_space(&piece);
+    rstrip_space(&piece);
     PyObject *result = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, piece.chars, piece.length);
     PyMem_Free(chars);
     return result;
