@@ -11,7 +11,8 @@ RUN python -m venv /opt/monitor
 COPY requirements.lock /tmp/requirements.lock
 # Hashes in the lock file: a rebuild gets exactly the same packages, or fails.
 RUN /opt/monitor/bin/pip install --require-hashes -r /tmp/requirements.lock
-# A C compiler for the matcher's compiled part (monitor/_speedups.c); the runtime stage has none.
+# A C compiler for the compiled part of matching and fingerprints (monitor/_speedups.c); the
+# runtime stage has none.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*

@@ -1,5 +1,6 @@
-/* Compiled forms of six pure functions of monitor/rules.py, which are the reference they
- * must agree with on every input (tests/test_speedups.py checks that they do):
+/* Compiled forms of six pure functions of monitor/rules.py and one of monitor/dedupe.py, which
+ * are the reference they must agree with on every input (tests/test_speedups.py checks that
+ * they do):
  *
  *   sentence(text, start, end, titles)         is  rules._sentence_py(text, start, end)
  *   written(original, fold_marks, orig_marks, spans)  is  rules._written_py(...)
@@ -11,10 +12,13 @@
  *                                               with kinds = rules._kind_table(neutral, keep)
  *   topic_words(hits, original, fold_marks, orig_marks)
  *                                               is  rules._topic_words_py(hits, folded)
+ *   min_hashes(folded, width, bins, person, empty)
+ *                                               is  dedupe._min_hashes_py(folded)
  *
- * They are the per-character and per-sentence work of matching that costs the most in Python
- * beside the automaton's scan. Built when a C compiler is there (the build is optional);
- * without it rules.py uses the Python forms, with the same results.
+ * The first six are the per-character and per-sentence work of matching that costs the most in
+ * Python beside the automaton's scan; the last is a text fingerprint's words, shingles and their
+ * hashes. Built when a C compiler is there (the build is optional); without it rules.py and
+ * dedupe.py use the Python forms, with the same results.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -968,7 +972,296 @@ done:
     return result;
 }
 
+/* --- min_hashes: the shingle hashing of dedupe.text_fingerprint --------------------------- */
+
+/* BLAKE2b (RFC 7693) for messages hashed whole, with a digest of up to 8 bytes and a
+ * personalisation: what hashlib.blake2b(data, digest_size=8, person=P).digest() gives, read
+ * as a little-endian integer, is the first word of the state. */
+
+static const uint64_t BLAKE2B_IV[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
+    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
+};
+
+static const uint8_t BLAKE2B_SIGMA[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+};
+
+static uint64_t rotr64(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+
+static uint64_t load64(const uint8_t *p)
+{
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; i--)
+        x = (x << 8) | p[i];
+    return x;
+}
+
+#define BLAKE2B_G(a, b, c, d, x, y)                                                             \
+    do {                                                                                       \
+        v[a] = v[a] + v[b] + (x);                                                              \
+        v[d] = rotr64(v[d] ^ v[a], 32);                                                        \
+        v[c] = v[c] + v[d];                                                                    \
+        v[b] = rotr64(v[b] ^ v[c], 24);                                                        \
+        v[a] = v[a] + v[b] + (y);                                                              \
+        v[d] = rotr64(v[d] ^ v[a], 16);                                                        \
+        v[c] = v[c] + v[d];                                                                    \
+        v[b] = rotr64(v[b] ^ v[c], 63);                                                        \
+    } while (0)
+
+/* One block of 128 bytes into the state `h`; `bytes` is the count hashed once it is in. */
+static void blake2b_compress(uint64_t h[8], const uint8_t block[128], uint64_t bytes, int last)
+{
+    uint64_t v[16], m[16];
+    for (int i = 0; i < 16; i++)
+        m[i] = load64(block + 8 * i);
+    for (int i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = BLAKE2B_IV[i];
+    }
+    v[12] ^= bytes; /* messages here are far below 2**64 bytes: the high word stays 0 */
+    if (last)
+        v[14] = ~v[14];
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *s = BLAKE2B_SIGMA[r];
+        BLAKE2B_G(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        BLAKE2B_G(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        BLAKE2B_G(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        BLAKE2B_G(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        BLAKE2B_G(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        BLAKE2B_G(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        BLAKE2B_G(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        BLAKE2B_G(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; i++)
+        h[i] ^= v[i] ^ v[i + 8];
+}
+
+/* The state before any message: the parameter block of an unkeyed hash of `digest_size` bytes
+ * with the 16-byte personalisation `person`, folded into the IV. */
+static void blake2b_start(uint64_t h[8], int digest_size, const uint8_t person[16])
+{
+    for (int i = 0; i < 8; i++)
+        h[i] = BLAKE2B_IV[i];
+    h[0] ^= 0x01010000ULL ^ (uint64_t)digest_size; /* fanout 1, depth 1, no key */
+    h[6] ^= load64(person);
+    h[7] ^= load64(person + 8);
+}
+
+/* The 8-byte digest of `data`, as a little-endian integer, from the state `start`. */
+static uint64_t blake2b_first_word(const uint64_t start[8], const uint8_t *data, Py_ssize_t size)
+{
+    uint64_t h[8];
+    uint8_t block[128];
+    memcpy(h, start, sizeof h);
+    Py_ssize_t done = 0;
+    while (size - done > 128) {
+        blake2b_compress(h, data + done, (uint64_t)(done + 128), 0);
+        done += 128;
+    }
+    memset(block, 0, sizeof block);
+    memcpy(block, data + done, (size_t)(size - done));
+    blake2b_compress(h, block, (uint64_t)size, 1);
+    return h[0];
+}
+
+/* dedupe._WORD: a kana or CJK ideograph alone, else a run of letters and digits ("_" is not
+ * one). The regex's \w is Py_UNICODE_ISALNUM or "_", as _sre has it. */
+static int is_cjk(Py_UCS4 c)
+{
+    return (c >= 0x3040 && c <= 0x30ff) || (c >= 0x3400 && c <= 0x4dbf) ||
+           (c >= 0x4e00 && c <= 0x9fff) || (c >= 0xf900 && c <= 0xfaff);
+}
+
+static int in_word_run(Py_UCS4 c) { return Py_UNICODE_ISALNUM(c) && !is_cjk(c); }
+
+/* c's UTF-8 bytes at out; how many */
+static Py_ssize_t put_utf8(Py_UCS4 c, char *out)
+{
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        out[0] = (char)(0xc0 | (c >> 6));
+        out[1] = (char)(0x80 | (c & 0x3f));
+        return 2;
+    }
+    if (c < 0x10000) {
+        out[0] = (char)(0xe0 | (c >> 12));
+        out[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (c & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | (c >> 18));
+    out[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((c >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (c & 0x3f));
+    return 4;
+}
+
+typedef struct {
+    Py_ssize_t at; /* its UTF-8 bytes in the words' buffer */
+    Py_ssize_t size;
+} Word;
+
+/* The words of `text` as _WORD.findall finds them, their UTF-8 one after another in `utf8`
+ * (at most 4 bytes a character); how many. */
+static Py_ssize_t find_words(const Text *t, Word *words, char *utf8)
+{
+    Py_ssize_t count = 0, used = 0, i = 0;
+    while (i < t->length) {
+        Py_UCS4 c = at(t, i);
+        if (!is_cjk(c) && !in_word_run(c)) {
+            i++;
+            continue;
+        }
+        words[count].at = used;
+        if (is_cjk(c)) {
+            used += put_utf8(c, utf8 + used);
+            i++;
+        } else {
+            for (; i < t->length && in_word_run(c = at(t, i)); i++)
+                used += put_utf8(c, utf8 + used);
+        }
+        words[count].size = used - words[count].at;
+        count++;
+    }
+    return count;
+}
+
+/* Whether the shingles starting at words a and b are the same words. */
+static int same_shingle(const Word *words, const char *utf8, Py_ssize_t a, Py_ssize_t b,
+                        Py_ssize_t width)
+{
+    for (Py_ssize_t k = 0; k < width; k++) {
+        const Word *x = &words[a + k], *y = &words[b + k];
+        if (x->size != y->size || memcmp(utf8 + x->at, utf8 + y->at, (size_t)x->size) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *min_hashes(PyObject *module, PyObject *args)
+{
+    PyObject *text_object, *empty;
+    Py_ssize_t width, bins;
+    Py_buffer person;
+    if (!PyArg_ParseTuple(args, "Unny*O", &text_object, &width, &bins, &person, &empty))
+        return NULL;
+    PyObject *result = NULL, *values = NULL;
+    Word *words = NULL;
+    char *utf8 = NULL, *joined = NULL;
+    Py_ssize_t *slots = NULL;
+    uint64_t *hashes = NULL, *mins = NULL;
+    unsigned char *filled = NULL;
+    if (width < 1 || bins < 1 || person.len > 16) {
+        PyErr_SetString(PyExc_ValueError,
+                        "width and bins must be positive, person 16 bytes at most");
+        goto done;
+    }
+    Text t = {PyUnicode_KIND(text_object), PyUnicode_DATA(text_object),
+              PyUnicode_GET_LENGTH(text_object)};
+    /* at most a word per character; a word's UTF-8 at most 4 bytes a character */
+    words = PyMem_New(Word, t.length + 1);
+    utf8 = PyMem_Malloc((size_t)(4 * t.length + 1));
+    mins = PyMem_New(uint64_t, bins);
+    filled = PyMem_Calloc((size_t)bins, 1);
+    if (words == NULL || utf8 == NULL || mins == NULL || filled == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t count = find_words(&t, words, utf8);
+    Py_ssize_t shingles = count >= width ? count - width + 1 : 0;
+    Py_ssize_t longest = 0; /* the longest shingle's UTF-8 */
+    for (Py_ssize_t i = 0; i < shingles; i++) {
+        const Word *last = &words[i + width - 1];
+        Py_ssize_t size = last->at + last->size - words[i].at; /* the words, without spaces */
+        if (size + width - 1 > longest)
+            longest = size + width - 1;
+    }
+    /* A table of the distinct shingles seen, by hash: a power of two over twice their number,
+     * so that probes stay short. A slot holds a shingle's first word + 1 (0: empty). */
+    Py_ssize_t capacity = 16;
+    while (capacity < 2 * shingles)
+        capacity *= 2;
+    slots = PyMem_Calloc((size_t)capacity, sizeof(Py_ssize_t));
+    hashes = PyMem_New(uint64_t, capacity);
+    joined = PyMem_Malloc((size_t)longest + 1);
+    if (slots == NULL || hashes == NULL || joined == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    uint8_t person16[16] = {0};
+    memcpy(person16, person.buf, (size_t)person.len);
+    uint64_t start[8];
+    blake2b_start(start, 8, person16);
+    Py_ssize_t distinct = 0;
+    for (Py_ssize_t i = 0; i < shingles; i++) {
+        Py_ssize_t size = 0; /* the shingle: its words joined by single spaces */
+        for (Py_ssize_t k = 0; k < width; k++) {
+            if (k)
+                joined[size++] = ' ';
+            memcpy(joined + size, utf8 + words[i + k].at, (size_t)words[i + k].size);
+            size += words[i + k].size;
+        }
+        uint64_t value = blake2b_first_word(start, (const uint8_t *)joined, size);
+        size_t mask = (size_t)capacity - 1, slot = (size_t)value & mask;
+        int seen = 0; /* a shingle seen before changes nothing, but counting needs its words */
+        while (slots[slot] && !seen) {
+            seen = hashes[slot] == value && same_shingle(words, utf8, slots[slot] - 1, i, width);
+            slot = (slot + 1) & mask;
+        }
+        if (seen)
+            continue;
+        slots[slot] = i + 1;
+        hashes[slot] = value;
+        distinct++;
+        Py_ssize_t bin = (Py_ssize_t)(value % (uint64_t)bins);
+        if (!filled[bin] || value < mins[bin]) {
+            mins[bin] = value;
+            filled[bin] = 1;
+        }
+    }
+    values = PyList_New(bins);
+    if (values == NULL)
+        goto done;
+    for (Py_ssize_t b = 0; b < bins; b++) {
+        PyObject *item = filled[b] ? PyLong_FromUnsignedLongLong(mins[b]) : Py_NewRef(empty);
+        if (item == NULL)
+            goto done;
+        PyList_SET_ITEM(values, b, item);
+    }
+    result = Py_BuildValue("(Onn)", values, distinct, count);
+done:
+    Py_XDECREF(values);
+    PyBuffer_Release(&person);
+    PyMem_Free(words);
+    PyMem_Free(utf8);
+    PyMem_Free(mins);
+    PyMem_Free(filled);
+    PyMem_Free(slots);
+    PyMem_Free(hashes);
+    PyMem_Free(joined);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"min_hashes", min_hashes, METH_VARARGS,
+     "min_hashes(folded, width, bins, person, empty) -> dedupe._min_hashes_py(folded): of the "
+     "distinct shingles of `width` words, the least hash (BLAKE2b, 8 bytes, personalised) in "
+     "each of `bins` bins (`empty` where none fell); how many shingles and words there were."},
     {"topic_words", topic_words, METH_VARARGS,
      "topic_words(hits, original, fold_marks, orig_marks) -> rules._topic_words_py(hits, folded) "
      "of the folded text with that original and those marks."},
@@ -992,7 +1285,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "monitor._speedups", "Compiled forms of pure functions of rules.py.",
+    PyModuleDef_HEAD_INIT, "monitor._speedups",
+    "Compiled forms of pure functions of rules.py and dedupe.py.",
     -1, methods,
 };
 

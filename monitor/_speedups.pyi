@@ -1,4 +1,5 @@
-# The compiled forms of six pure functions of monitor/rules.py (see _speedups.c).
+# The compiled forms of seven pure functions of monitor/rules.py and monitor/dedupe.py (see
+# _speedups.c).
 
 def sentence(text: str, start: int, end: int, titles: frozenset[str]) -> str: ...
 def written(
@@ -23,3 +24,6 @@ def topic_words(
     fold_marks: list[int],
     orig_marks: list[int],
 ) -> tuple[tuple[int, int], tuple[str, ...]]: ...
+def min_hashes(
+    folded: str, width: int, bins: int, person: bytes, empty: int
+) -> tuple[list[int], int, int]: ...

@@ -65,18 +65,26 @@ Same story: `text_fingerprint`, `similarity`, `is_near_duplicate`, `Fingerprint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import operator
 import re
 import struct
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote_from_bytes, unquote_to_bytes, urljoin
 
 import idna
 
 from monitor.errors import UrlError
+
+# The compiled form of `_min_hashes_py` (monitor/_speedups.c), where the build had a compiler.
+_compiled_min_hashes: Callable[[str, int, int, bytes, int], tuple[list[int], int, int]] | None
+_compiled_min_hashes = None
+with contextlib.suppress(ImportError):
+    from monitor._speedups import min_hashes as _compiled_min_hashes
 
 __all__ = [
     "BANDS",
@@ -514,7 +522,8 @@ _BAND = struct.Struct(f"<H{ROWS}Q")  # what a band key hashes (see Fingerprint.b
 _BAND_PREFIXES = tuple(struct.pack("<H", band) for band in range(BANDS))
 _VALUES = struct.Struct(f"<{NUM_HASHES}Q")
 _BAND_KEYS = struct.Struct(f"<{BANDS}q")  # the 8-byte digests as signed little-endian integers
-_SHINGLE_HASHER = hashlib.blake2b(digest_size=8, person=b"monitor.shingle")
+_SHINGLE_PERSON = b"monitor.shingle"
+_SHINGLE_HASHER = hashlib.blake2b(digest_size=8, person=_SHINGLE_PERSON)
 _BAND_HASHER = hashlib.blake2b(digest_size=8, person=b"monitor.band")
 _EMPTY = 1 << 64  # above every 64-bit hash: marks a bin no shingle fell in
 
@@ -621,9 +630,25 @@ class Fingerprint:
 
 def text_fingerprint(text: str) -> Fingerprint | None:
     """The fingerprint of `text`, or None when it has fewer than MIN_WORDS words."""
-    words = _words(text)
-    if len(words) < MIN_WORDS:
+    folded = _folded(text)
+    if _compiled_min_hashes is not None:
+        bins, shingles, words = _compiled_min_hashes(
+            folded, SHINGLE_WORDS, NUM_HASHES, _SHINGLE_PERSON, _EMPTY
+        )
+    else:
+        bins, shingles, words = _min_hashes_py(folded)
+    if words < MIN_WORDS:
         return None
+    return Fingerprint(tuple(_densified(bins)), shingles)
+
+
+def _min_hashes_py(folded: str) -> tuple[list[int], int, int]:
+    """Of the distinct shingles of the words of `folded` (`_folded`'s), the least hash in each
+    of NUM_HASHES bins (`_EMPTY` where none fell); how many shingles and words there were.
+
+    The reference for `_speedups.min_hashes`, which gives the same without making a string of
+    each word and shingle: this was ~0.5 ms of the ~0.7 ms an article's fingerprint took."""
+    words = _WORD.findall(folded)
     shingles = set(map(" ".join, zip(*(words[i:] for i in range(SHINGLE_WORDS)), strict=False)))
     bins = [_EMPTY] * NUM_HASHES
     for shingle in shingles:
@@ -634,7 +659,7 @@ def text_fingerprint(text: str) -> Fingerprint | None:
         index = value % NUM_HASHES
         if value < bins[index]:
             bins[index] = value
-    return Fingerprint(tuple(_densified(bins)), len(shingles))
+    return bins, len(shingles), len(words)
 
 
 def _densified(bins: list[int]) -> list[int]:
@@ -708,7 +733,12 @@ def without_publisher_suffix(title: str, publisher: str | None) -> str:
 
 def _words(text: str) -> list[str]:
     """The words of `text`, normalised: typography, case and diacritics do not matter."""
+    return _WORD.findall(_folded(text))
+
+
+def _folded(text: str) -> str:
+    """`text` as its words are read: without mojibake punctuation and diacritics, case-folded."""
     if not text.isascii():
         text = _MOJIBAKE_PUNCTUATION.sub(" ", text)
         text = _DIACRITICS.sub("", unicodedata.normalize("NFKD", text))
-    return _WORD.findall(text.casefold())
+    return text.casefold()

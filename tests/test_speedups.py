@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.matching_bench import load_articles
-from monitor import rules
+from monitor import dedupe, rules
 from monitor.models import Topic, TopicMatch
 
 if os.environ.get("MONITOR_REQUIRE_SPEEDUPS") == "1":
@@ -251,3 +251,67 @@ def test_a_matcher_reports_the_same_on_random_text(monkeypatch: pytest.MonkeyPat
     with_them, without_them = matches_both_ways(articles, monkeypatch)
     assert with_them == without_them
     assert sum(map(len, with_them)) > 100
+
+
+# --- dedupe's min hashes ------------------------------------------------------------------------
+
+# What _WORD splits on and what BLAKE2b's blocks turn on: runs and lone kana and ideographs,
+# "_", letters and digits of other scripts, marks, astral characters, a lone surrogate, and
+# words long enough that a shingle spans two or three 128-byte blocks.
+WORD_PIECES = [
+    *"ab _-.1é中か🙂١Ⅻß\u0301\u00a0\u2028\ud800\u0130\ufb06",
+    "Balochistan",
+    "rare earths",
+    "x" * 60,
+    "ж" * 70,
+    "a b a b a b",  # shingles that repeat
+]
+
+
+def both_min_hashes(folded: str) -> tuple[tuple[list[int], int, int], tuple[list[int], int, int]]:
+    compiled = _speedups.min_hashes(
+        folded, dedupe.SHINGLE_WORDS, dedupe.NUM_HASHES, dedupe._SHINGLE_PERSON, dedupe._EMPTY
+    )
+    return compiled, dedupe._min_hashes_py(folded)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(WORD_PIECES), max_size=80).map("".join))
+def test_min_hashes_is_the_python_form(folded: str) -> None:
+    compiled, python = both_min_hashes(folded)
+    assert compiled == python
+
+
+def test_min_hashes_splits_words_as_the_regex_does_on_every_character() -> None:
+    # Each character alone, then all of them glued: a character taken for a word character, or
+    # an ideograph for part of a run, changes the counts of words and shingles.
+    every = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    words = []
+    for folded in (" ".join(every), "".join(every)):
+        compiled, python = both_min_hashes(folded)
+        assert compiled == python
+        words.append(compiled[2])
+    alone, glued = words
+    assert alone > glued > 10_000  # each letter and digit a word, then runs of them
+
+
+def test_min_hashes_on_the_benchmark_texts(shared_data: Path) -> None:
+    articles = load_articles(shared_data)
+    for title, summary, text in articles:
+        compiled, python = both_min_hashes(dedupe._folded(f"{title}\n{summary}\n{text}"))
+        assert compiled == python
+    fingerprints = [dedupe.text_fingerprint(text) for _, _, text in articles]
+    assert sum(f is not None for f in fingerprints) > len(articles) // 2
+
+
+def test_dedupe_uses_the_compiled_min_hashes() -> None:
+    assert dedupe._compiled_min_hashes is _speedups.min_hashes
+
+
+def test_min_hashes_refuses_what_the_python_form_cannot_mean() -> None:
+    with pytest.raises(TypeError):
+        _speedups.min_hashes(b"bytes", 4, 126, b"p", 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positive"):
+        _speedups.min_hashes("text", 0, 126, b"p", 0)
+    with pytest.raises(ValueError, match="16 bytes"):
+        _speedups.min_hashes("text", 4, 126, b"p" * 17, 0)
