@@ -664,6 +664,72 @@ def test_redirect_loop_is_detected(web: LocalWeb) -> None:
     assert [r.path for r in web.requests] == ["/a", "/b"]
 
 
+def test_a_cookie_check_redirect_back_to_the_page_is_followed(web: LocalWeb) -> None:
+    # The page sets a cookie and sends the reader back to itself until the cookie comes back.
+    def article(h: BaseHTTPRequestHandler) -> None:
+        if "check=1" in (h.headers.get("Cookie") or ""):
+            send_head(h, "Content-Length: 7")
+            write_raw(h, b"article")
+        else:
+            send_head(
+                h,
+                "Location: /article",
+                "Set-Cookie: check=1; Path=/",
+                "Content-Length: 0",
+                status="302 Found",
+            )
+
+    web.handle("/article", article)
+
+    outcome = fetch(make_settings(web.host), web.url("/article"))
+
+    assert isinstance(outcome, FetchOk), outcome
+    assert outcome.body == b"article"
+    assert [r.headers.get("Cookie") for r in web.requests] == [None, "check=1"]
+
+
+def test_a_redirect_loop_that_sets_new_cookies_each_time_still_ends(web: LocalWeb) -> None:
+    hits = iter(range(1000))
+
+    def restless(h: BaseHTTPRequestHandler) -> None:
+        send_head(
+            h,
+            "Location: /restless",
+            f"Set-Cookie: visit={next(hits)}; Path=/",
+            "Content-Length: 0",
+            status="302 Found",
+        )
+
+    web.handle("/restless", restless)
+
+    failed(fetch(make_settings(web.host, max_redirects=4), web.url("/restless")), "redirects")
+    assert web.hits("/restless") == 5
+
+
+def test_cookies_go_no_further_than_the_fetch_that_got_them(web: LocalWeb) -> None:
+    web.add("/sets", b"hello", headers={"Set-Cookie": "session=abc; Path=/"})
+    web.handle(
+        "/hop",
+        lambda h: send_head(
+            h,
+            "Location: /page",
+            "Set-Cookie: hop=1; Path=/",
+            "Content-Length: 0",
+            status="302 Found",
+        ),
+    )
+    web.add("/page", b"page")
+
+    outcomes = fetch_all_over_one_fetcher(
+        make_settings(web.host), [web.url("/sets"), web.url("/hop"), web.url("/page")]
+    )
+
+    assert all(isinstance(o, FetchOk) for o in outcomes), outcomes
+    # The redirect's cookie reaches the next hop of its fetch; no cookie reaches a later fetch.
+    sent = [(r.path, r.headers.get("Cookie")) for r in web.requests]
+    assert sent == [("/sets", None), ("/hop", None), ("/page", "hop=1"), ("/page", None)]
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_every_redirect_status_is_followed(web: LocalWeb, status: int) -> None:
     web.redirect("/old", "/new", status=status)
