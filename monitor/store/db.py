@@ -42,7 +42,14 @@ def create_db_engine(url: str) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, pool_pre_ping=False
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_pre_ping=False,
+            # The connection used last, whose page cache still holds what the last write read.
+            # A connection that missed another's commit starts its next transaction with its
+            # cache dropped: taken in turn (first in, first out), each did so on every article
+            # stored, re-reading its index pages (0.1 ms an article of the ~0.4 it costs).
+            pool_use_lifo=True,
         )
         event.listen(engine, "connect", _tune_sqlite)
         event.listen(engine, "begin", _begin_immediate)
