@@ -503,6 +503,8 @@ class HttpFetcher:
             return self._failed(url, FetchTimeout(f"timed out: {type(exc).__name__}"))
         except (httpx.TransportError, httpx.InvalidURL, httpx.DecodingError) as exc:
             return self._failed(url, TransportError(_describe_transport_error(exc)))
+        except UnicodeError as exc:  # a host name IDNA cannot encode ("xn--", "a..b")
+            return self._failed(url, TransportError(f"bad host name: {exc}"[:300]))
 
     async def _follow(
         self, url: str, etag: str | None, last_modified: str | None, previous_hash: str | None
@@ -520,12 +522,16 @@ class HttpFetcher:
             _check_scheme(parts.scheme, current)
             host = (parts.hostname or "").lower()
             headers = dict(self._headers)
-            # Validators belong to the URL they came from: only sent on the first hop.
+            # Validators belong to the URL they came from: sent on the first hop, and on a
+            # redirect back to it (a cookie check).
             if current == url and etag:
                 headers["If-None-Match"] = etag
             if current == url and last_modified:
                 headers["If-Modified-Since"] = last_modified
             request = httpx.Request("GET", current, headers=headers, extensions=self._extensions)
+            if request.url.userinfo:  # credentials in the URL, sent as httpx.AsyncClient does
+                auth = httpx.BasicAuth(request.url.username, request.url.password)
+                request = next(auth.sync_auth_flow(request))
             if cookies:
                 cookies.set_cookie_header(request)
             # Per-host first: a request waiting for its host must not sit on a global place.

@@ -730,6 +730,36 @@ def test_cookies_go_no_further_than_the_fetch_that_got_them(web: LocalWeb) -> No
     assert sent == [("/sets", None), ("/hop", None), ("/page", "hop=1"), ("/page", None)]
 
 
+def test_credentials_in_the_url_are_sent_as_basic_auth(web: LocalWeb) -> None:
+    # A relative redirect keeps the URL's credentials, as urljoin does; an absolute one without
+    # them sends none.
+    web.redirect("/private/old", "/private/new")
+    web.redirect("/private/new", web.url("/private/feed.xml"))
+    web.add("/private/feed.xml", b"<rss/>")
+    url = web.url("/private/old").replace("://", "://reader:s%40cret@", 1)
+
+    outcome = fetch(make_settings(web.host), url)
+
+    assert isinstance(outcome, FetchOk), outcome
+    sent = [r.headers.get("Authorization") for r in web.requests]
+    assert sent == [
+        "Basic cmVhZGVyOnNAY3JldA==",
+        "Basic cmVhZGVyOnNAY3JldA==",
+        None,
+    ]  # reader:s@cret
+
+
+@pytest.mark.parametrize("location", ["http://xn--/page", "http://a..b/page"])
+def test_a_redirect_to_a_host_name_idna_cannot_encode_is_a_failure_value(
+    web: LocalWeb, location: str
+) -> None:
+    web.redirect("/odd", location)
+
+    outcome = fetch(make_settings(web.host), web.url("/odd"))
+
+    failed(outcome, "transport")
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_every_redirect_status_is_followed(web: LocalWeb, status: int) -> None:
     web.redirect("/old", "/new", status=status)

@@ -83,6 +83,29 @@ def test_sqlite_runs_in_wal_with_a_busy_timeout(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_sqlite_file_reuses_the_connection_used_last(tmp_path: Path) -> None:
+    # Its page cache is still valid; a connection taken in turn starts from a dropped one.
+    store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
+    first, second = store.engine.raw_connection(), store.engine.raw_connection()
+    first_driver, second_driver = first.driver_connection, second.driver_connection
+    first.close()
+    second.close()
+    again = store.engine.raw_connection()
+    assert again.driver_connection is second_driver is not first_driver
+    again.close()
+    store.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_database_opens_and_stores(url: str) -> None:
+    store = Store.open(url)
+    try:
+        assert store.save_article(article("https://dawn.com/a"), [], None, None, lambda t: (), NOW)
+        assert store.count_articles() == 1
+    finally:
+        store.close()
+
+
 def test_source_state_round_trips(store: Store) -> None:
     assert store.source_state("dawn") == SourceState(name="dawn")
     state = SourceState(
